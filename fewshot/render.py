@@ -1,0 +1,80 @@
+"""Rendering records for people (rich tables) and scripts (JSON, JSONL, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+
+OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def write_records(records: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) -> None:
+    """Write prediction records as ``json``, ``jsonl`` or ``csv`` (nested fields as JSON)."""
+    if fmt == "json":
+        stream.write(json.dumps(list(records), ensure_ascii=False, indent=2) + "\n")
+    elif fmt == "jsonl":
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        columns: list[str] = []
+        for record in records:
+            columns += [key for key in record if key not in columns]
+        writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(
+                {
+                    key: json.dumps(value, ensure_ascii=False)
+                    if isinstance(value, (dict, list))
+                    else value
+                    for key, value in record.items()
+                }
+            )
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+
+
+def _short(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 3) -> Any:
+    """Return a rich Table of prediction records, with the top neighbours when present."""
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    table.add_column("text", overflow="fold")
+    table.add_column("label", style="bold")
+    table.add_column("confidence", justify="right")
+    table.add_column("stage")
+    for record in records:
+        text = _short(record["text"])
+        for near in (record.get("neighbors") or [])[:shown_neighbors]:
+            text += f"\n  {near['similarity']:.2f}  [{near['label']}] {_short(near['text'], 60)}"
+        stage = record["stage"] + (f" ({record['fallback']})" if record.get("fallback") else "")
+        table.add_row(text, record["label"], f"{record['confidence']:.2f}", stage)
+    return table
+
+
+def status_table(status: dict[str, Any]) -> Any:
+    """Return the status for people: each label's distance to the threshold, then a summary."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"workspace {status['path']}", show_header=True)
+    table.add_column("label")
+    table.add_column("examples", justify="right")
+    table.add_column(f"to threshold ({status['threshold']})", justify="right")
+    for label, count in status["labels"].items():
+        left = max(status["threshold"] - count, 0)
+        table.add_row(label, str(count), "reached" if left == 0 else str(left))
+    model = status["model"] if status["model"] is not None else "none"
+    summary = (
+        f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"
+        f"encoder: {status['encoder']}"
+    )
+    return Group(table, Text(summary))

@@ -1,0 +1,1 @@
+"""How a query is answered: retrieval (the default), an LLM, or a fine-tuned SetFit model."""
