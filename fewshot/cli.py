@@ -217,6 +217,39 @@ def export(ctx: click.Context, fmt: str) -> None:
     write_labeled(_open(ctx).export_rows(), fmt, sys.stdout)
 
 
+@cli.command(name="eval")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG.")
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--label-field", default="label", show_default=True)
+@click.option("--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote.")
+@click.pass_context
+def eval_(
+    ctx: click.Context,
+    file: str,
+    fmt: str,
+    plot: str | None,
+    text_field: str,
+    label_field: str,
+    k: int | None,
+) -> None:
+    """Score the workspace on a labeled FILE: accuracy, macro-F1, per label, confusion."""
+    report = _open(ctx).evaluate(file, text_field, label_field, k=k, plot=plot).to_dict()
+    if fmt == "json":
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    from fewshot.evaluate import report_table
+
+    Console().print(report_table(report))
+    if plot:
+        click.echo(f"Wrote the confusion matrix to {plot}.")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="fewshot")

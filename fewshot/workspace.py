@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fewshot.dataio import clean_text, read_labeled
 from fewshot.embed import DEFAULT_MODEL, Encoder
@@ -18,6 +18,9 @@ from fewshot.index import VectorIndex
 from fewshot.stages.retrieval import DEFAULT_K, Memory, RetrievalStage, Vote
 from fewshot.store import DB_NAME, Store
 from fewshot.values import Example, Prediction
+
+if TYPE_CHECKING:
+    from fewshot.evaluate import EvalReport
 
 DEFAULT_STORE = "index"
 STORE_ENV = "FEWSHOT_STORE"
@@ -278,6 +281,23 @@ class Workspace:
             "model": serving[-1] if serving else None,
             "models": models,
         }
+
+    def evaluate(
+        self,
+        path: str | os.PathLike[str],
+        text_field: str = "text",
+        label_field: str = "label",
+        k: int | None = None,
+        plot: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> EvalReport:
+        """Classify a labeled file as the workspace serves now and score it (``fewshot eval``).
+
+        See :func:`fewshot.evaluate.evaluate` for the arguments and the report.
+        """
+        from fewshot.evaluate import evaluate
+
+        return evaluate(self, path, text_field, label_field, k=k, plot=plot, progress=progress)
 
     def export_rows(self) -> list[dict[str, Any]]:
         """Return the labeled set as rows ``{text, label, source}``, oldest first."""

@@ -1,0 +1,227 @@
+"""``fewshot eval``: classify a labeled file with a workspace as it serves now, and score it.
+
+Labels of the file that the workspace does not know (no labeled example carries them) can
+never be predicted. They are **kept in every metric** (each such row counts as an error and
+its label gets a row in ``per_label`` with recall 0), because dropping them would overstate
+how well the workspace does on that file; they are **reported** in ``unknown_labels``
+(``{label: rows}``), and ``known`` gives ``n`` and ``accuracy`` over the other rows, so the
+two effects can be told apart. Metric conventions are in :mod:`fewshot.metrics`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fewshot.dataio import read_labeled
+from fewshot.errors import ConfigError, MissingExtraError
+from fewshot.index import atomic_write_bytes
+from fewshot.metrics import Confusion, Metrics, evaluate_labels
+
+if TYPE_CHECKING:
+    from fewshot.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The outcome of evaluating a workspace on one labeled file.
+
+    Attributes:
+        path: The evaluated file.
+        metrics: Accuracy, macro-F1, MCC, per-label scores, confusion over every row.
+        stages: How many texts each stage answered (``{"retrieval": 120}``).
+        unknown_labels: ``{label: rows}`` for labels of the file the workspace does not know.
+        known_n: Rows whose label the workspace knows.
+        known_accuracy: Accuracy over those rows (None when there are none).
+        seconds: Wall time of the classification.
+    """
+
+    path: str
+    metrics: Metrics
+    stages: dict[str, int]
+    unknown_labels: dict[str, int]
+    known_n: int
+    known_accuracy: float | None
+    seconds: float
+
+    @property
+    def texts_per_second(self) -> float:
+        """Classification throughput (texts per second of wall time)."""
+        return self.metrics.n / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report of the ``eval`` contract as a JSON-ready dict."""
+        metrics = self.metrics.to_dict()
+        return {
+            "path": self.path,
+            "n": metrics.pop("n"),
+            "accuracy": metrics.pop("accuracy"),
+            "macro_f1": metrics.pop("macro_f1"),
+            **metrics,
+            "stages": dict(self.stages),
+            "unknown_labels": dict(self.unknown_labels),
+            "known": {"n": self.known_n, "accuracy": self.known_accuracy},
+            "seconds": round(self.seconds, 4),
+            "texts_per_second": round(self.texts_per_second, 2),
+        }
+
+
+def evaluate(
+    workspace: Workspace,
+    path: str | os.PathLike[str],
+    text_field: str = "text",
+    label_field: str = "label",
+    k: int | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """Classify the labeled file ``path`` with ``workspace`` and score the predictions.
+
+    Args:
+        workspace: The workspace, answering as it serves now (nothing is changed in it).
+        path: A labeled CSV / TSV / JSONL file.
+        text_field: The text column.
+        label_field: The label column.
+        k: Neighbours that vote (default: the workspace's setting).
+        plot: If given, write a PNG picture of the confusion matrix there.
+        progress: Show a progress bar while embedding.
+
+    Raises:
+        DataError: For an unreadable or malformed file (nothing is classified then).
+        MissingExtraError: If ``plot`` is given and matplotlib is not installed.
+        ConfigError: If ``plot``'s folder does not exist.
+    """
+    file = Path(path)
+    rows = read_labeled(file, text_field, label_field)
+    if plot is not None:
+        _check_plot_target(Path(plot))
+    known = set(workspace.store.label_counts())
+    texts = [text for text, _, _ in rows]
+    truth = [label for _, label, _ in rows]
+    _ = workspace.encoder.dim  # load the encoder first: throughput excludes the model load
+    start = time.perf_counter()
+    predictions = workspace.classify(texts, k=k, progress=progress)
+    seconds = time.perf_counter() - start
+    predicted = [p.label for p in predictions]
+    unknown = Counter(label for label in truth if label not in known)
+    pairs = [(t, p) for t, p in zip(truth, predicted) if t in known]
+    report = EvalReport(
+        path=str(file),
+        metrics=evaluate_labels(truth, predicted),
+        stages=dict(sorted(Counter(p.stage for p in predictions).items())),
+        unknown_labels=dict(sorted(unknown.items())),
+        known_n=len(pairs),
+        known_accuracy=sum(t == p for t, p in pairs) / len(pairs) if pairs else None,
+        seconds=seconds,
+    )
+    if plot is not None:
+        plot_confusion(report.metrics.confusion, Path(plot), title=f"{file.name}")
+    return report
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise MissingExtraError(
+            "matplotlib", "plot", "--plot (a confusion-matrix picture)"
+        ) from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_plot_target(path: Path) -> None:
+    _pyplot()
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(
+            f"{path}: the folder {parent} does not exist; create it or pick another --plot path."
+        )
+    if path.is_dir():
+        raise ConfigError(f"{path}: expected a PNG file name for --plot, found a directory.")
+
+
+def plot_confusion(confusion: Confusion, path: Path, title: str = "") -> Path:
+    """Write ``confusion`` as a PNG heat map with counts (row = true, column = predicted).
+
+    Raises:
+        MissingExtraError: If matplotlib is not installed (``pip install 'fewshot[plot]'``).
+    """
+    plt = _pyplot()
+    matrix = confusion.array()
+    size = max(4.0, 0.6 * len(confusion.labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    try:
+        ax.imshow(matrix, cmap="Blues")
+        ticks = range(len(confusion.labels))
+        ax.set_xticks(ticks, confusion.labels, rotation=45, ha="right")
+        ax.set_yticks(ticks, confusion.labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix {title}".strip())
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (i, j), count in _cells(matrix):
+            color = "white" if count > threshold else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=color)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
+    return [
+        ((i, j), int(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(matrix.shape[1])
+    ]
+
+
+def report_table(report: dict[str, Any]) -> Any:
+    """Return the report for people: a summary, per-label scores and the confusion matrix."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    scores = Table(title="per label", show_header=True)
+    for column in ("label", "precision", "recall", "f1", "support"):
+        scores.add_column(column, justify="left" if column == "label" else "right")
+    for label, s in report["per_label"].items():
+        mark = " (unknown)" if label in report["unknown_labels"] else ""
+        scores.add_row(
+            label + mark, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+            str(s["support"]),
+        )  # fmt: skip
+    labels = report["confusion"]["labels"]
+    matrix = Table(title="confusion (row = true, column = predicted)", show_header=True)
+    matrix.add_column("true \\ predicted")
+    for label in labels:
+        matrix.add_column(label, justify="right")
+    for label, row in zip(labels, report["confusion"]["matrix"]):
+        matrix.add_row(label, *(str(x) for x in row))
+    stages = ", ".join(f"{name} {count}" for name, count in report["stages"].items())
+    lines = [
+        f"{report['path']}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
+        f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}",
+        f"answered by: {stages}  ·  {report['texts_per_second']:.1f} texts/s",
+    ]
+    if report["unknown_labels"]:
+        unknown = ", ".join(f"{k} ({v})" for k, v in report["unknown_labels"].items())
+        known = report["known"]
+        known_acc = "n/a" if known["accuracy"] is None else f"{known['accuracy']:.3f}"
+        lines.append(
+            f"labels the workspace does not know (counted as errors): {unknown}; "
+            f"accuracy on the {known['n']} rows with known labels: {known_acc}"
+        )
+    return Group(Text("\n".join(lines)), scores, matrix)
+
+
+__all__ = ["EvalReport", "evaluate", "plot_confusion", "report_table"]
