@@ -44,5 +44,9 @@ format: install ## Apply ruff's formatting and safe fixes
 typecheck: install ## mypy (strict) on fewshot/
 	$(VENV)/bin/mypy
 
+bench: install ## Small accuracy grid (cached, minutes) + benchmarks/RESULTS.md; full grid: see there
+	$(PY) benchmarks/accuracy.py --n 8,64 --seeds 0 --methods knn,wknn,logreg
+	$(PY) benchmarks/report.py
+
 clean: ## Remove the virtualenv and caches (keeps index/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -279,10 +279,13 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
         if path.exists() and not args.no_cache:
             records.append(json.loads(path.read_text(encoding="utf-8")))
             continue
+        if args.cached_only:
+            continue
         support = sample_support(train[0], train[1], n, seed)
         cell = Cell(dataset, n, seed, *support, *test, embeddings, args.model, not args.no_cache)
         record = score(cell, method, RUNNERS[method](cell))
         write_json(path, record)
+        write_json(args.out, merge(args.out, [record]))  # results.json grows as cells land
         records.append(record)
         computed += 1
     return records, computed
@@ -329,6 +332,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="collect the cached cells, compute none"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
