@@ -74,9 +74,8 @@ def init(ctx: click.Context, model: str | None, min_per_label: int | None) -> No
     options = {
         k: v for k, v in {"model": model, "min_per_label": min_per_label}.items() if v is not None
     }
-    workspace = Workspace.create(ctx.obj["store"], **options)  # type: ignore[arg-type]
-    workspace.close()
-    click.echo(f"Created a workspace in {workspace.path} (encoder {workspace.model}).")
+    with Workspace.create(ctx.obj["store"], **options) as workspace:  # type: ignore[arg-type]
+        click.echo(f"Created a workspace in {workspace.path} (encoder {workspace.model}).")
 
 
 def _report(result: Any, workspace: Workspace) -> None:
@@ -84,6 +83,20 @@ def _report(result: Any, workspace: Workspace) -> None:
         f"Added {result.added} example(s) to {workspace.path} "
         f"({result.unchanged} already labeled, {result.relabeled} relabeled); "
         f"{workspace.store.count()} in all."
+    )
+    if result.training == "background":
+        click.echo("SetFit training started in the background (see `fewshot status`).")
+    elif result.training is not None:
+        _trained(result.training)
+
+
+def _trained(report: Any) -> None:
+    metrics = report.metrics
+    verdict = "serves now" if report.promoted else f"kept out; {metrics['baseline']} still serves"
+    click.echo(
+        f"Trained SetFit model v{report.version} ({report.reason}): cross-validated accuracy "
+        f"{metrics['cv_accuracy_compared']:.3f} vs {metrics['baseline']} "
+        f"{metrics['baseline_accuracy']:.3f}; {verdict}."
     )
 
 
@@ -131,6 +144,23 @@ def _path(file: str) -> Any:
     return Path(file)
 
 
+def _llm_options(command: Any) -> Any:
+    """Add --llm-url and --llm-model (they win over FEWSHOT_LLM_* and the workspace's)."""
+    url = click.option(
+        "--llm-url",
+        metavar="URL",
+        help="OpenAI-compatible server: base URL (http://localhost:11434/v1) or its endpoint.",
+    )
+    model = click.option("--llm-model", metavar="NAME", help="Model name on that server.")
+    return url(model(command))
+
+
+def _llm(url: str | None, model: str | None) -> Any:
+    from fewshot.backends.base import LLMSettings
+
+    return LLMSettings(url=url, model=model)
+
+
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option(
@@ -151,6 +181,7 @@ def _path(file: str) -> Any:
 @click.option(
     "--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote (default 10)."
 )
+@_llm_options
 @click.pass_context
 def classify(
     ctx: click.Context,
@@ -160,6 +191,8 @@ def classify(
     fmt: str | None,
     explain: bool,
     k: int | None,
+    llm_url: str | None,
+    llm_model: str | None,
 ) -> None:
     """Classify TEXTS (or the texts of --input): label, confidence, stage, scores."""
     from fewshot.dataio import parse_lines, read_texts
@@ -171,7 +204,8 @@ def classify(
         items += read_texts(_path(input_file), text_field)
     if not items:
         raise click.UsageError("give TEXT arguments or --input FILE (- for stdin).")
-    predictions = _open(ctx).classify(items, k=k, explain=explain, progress=_progress())
+    llm = _llm(llm_url, llm_model)
+    predictions = _open(ctx).classify(items, k=k, explain=explain, progress=_progress(), llm=llm)
     _render([p.to_dict() for p in predictions], fmt)
 
 
@@ -185,6 +219,46 @@ def _render(records: list[dict[str, Any]], fmt: str | None) -> None:
         Console().print(predictions_table(records))
     else:
         write_records(records, fmt, sys.stdout)
+
+
+@cli.command()
+@click.argument("text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--k", type=click.IntRange(min=1), default=None, help="Demonstrations (default 10).")
+@_llm_options
+@click.pass_context
+def prompt(
+    ctx: click.Context,
+    text: str,
+    fmt: str,
+    k: int | None,
+    llm_url: str | None,
+    llm_model: str | None,
+) -> None:
+    """Print the few-shot prompt the LLM would get for TEXT (nothing is sent)."""
+    shown = _open(ctx).prompt(text, k=k, llm=_llm(llm_url, llm_model))
+    if fmt == "json":
+        click.echo(json.dumps(shown.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(shown.to_text())
+
+
+@cli.command()
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@click.option("--unset", is_flag=True, help="Clear KEY.")
+@click.pass_context
+def config(ctx: click.Context, key: str | None, value: str | None, unset: bool) -> None:
+    """Show or set the LLM and prompt settings: llm_url, llm_model, prompt_k...
+
+    `fewshot config` lists them; `fewshot config KEY VALUE` sets one; `--unset` clears it.
+    """
+    if unset and (key is None or value is not None):
+        raise click.UsageError("--unset takes a KEY and no VALUE.")
+    for name, current in _open(ctx).config(key, value, unset).items():
+        click.echo(f"{name} = {'(unset)' if current is None else current}")
 
 
 @cli.command()
@@ -248,6 +322,60 @@ def eval_(
     Console().print(report_table(report))
     if plot:
         click.echo(f"Wrote the confusion matrix to {plot}.")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--text-field", default="text", show_default=True, help="Text column of CSV/JSONL.")
+@click.option(
+    "--order",
+    type=click.Choice(["uncertain", "diverse", "random", "file"]),
+    default="uncertain",
+    show_default=True,
+    help="Which text comes next.",
+)
+@click.option(
+    "--random-state", type=int, default=0, show_default=True, help="Seed of --order random."
+)
+@click.option("--retry-skipped", is_flag=True, help="Ask again for texts skipped earlier.")
+@click.pass_context
+def label(
+    ctx: click.Context,
+    file: str,
+    text_field: str,
+    order: str,
+    random_state: int,
+    retry_skipped: bool,
+) -> None:
+    """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
+    from fewshot.dataio import read_texts
+    from fewshot.label_screen import TerminalScreen
+    from fewshot.labeling import label_file
+
+    read_texts(_path(file), text_field)  # validate before creating anything
+    options = {"order": order, "random_state": random_state, "retry_skipped": retry_skipped}
+    label_file(_open(ctx, create=True), file, TerminalScreen(), text_field, **options)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Train even when no new labels call for it.")
+@click.pass_context
+def train(ctx: click.Context, force: bool) -> None:
+    """Train a SetFit model now (normally automatic); it serves only if it wins the gate."""
+    report = _open(ctx).train(force=force, progress=_progress())
+    if report is None:
+        click.echo("No training is due (see `fewshot status`); --force trains anyway.")
+    else:
+        _trained(report)
+
+
+@cli.command()
+@click.argument("version", type=int, required=False)
+@click.pass_context
+def rollback(ctx: click.Context, version: int | None) -> None:
+    """Serve model VERSION, or step back to the previous version (or to retrieval)."""
+    serving = _open(ctx).rollback(version)
+    click.echo("Now serving: retrieval." if serving is None else f"Now serving: v{serving}.")
 
 
 def main() -> None:

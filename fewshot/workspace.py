@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,9 @@ from fewshot.store import DB_NAME, Store
 from fewshot.values import Example, Prediction
 
 if TYPE_CHECKING:
+    from fewshot.backends.base import LLMSettings
     from fewshot.evaluate import EvalReport
+    from fewshot.stages.llm import PromptPreview
 
 DEFAULT_STORE = "index"
 STORE_ENV = "FEWSHOT_STORE"
@@ -39,6 +41,9 @@ class AddResult:
     added: int
     unchanged: int
     relabeled: int
+    training: Any = None
+    """The ``TrainReport`` when this add trained SetFit, "background" when it started a
+    background training, else None."""
 
 
 class Workspace:
@@ -134,6 +139,7 @@ class Workspace:
         source: str = "add",
         relabel: bool = False,
         progress: bool = False,
+        train: str | None = None,
     ) -> AddResult:
         """Add labeled examples: all of them, or none when any is invalid.
 
@@ -146,7 +152,10 @@ class Workspace:
             labels: One label for all, or one per text.
             source: Recorded with each new example.
             relabel: Allow changing the label of a stored text.
-            progress: Show a progress bar while embedding.
+            progress: Show a progress bar while embedding (and training).
+            train: When SetFit training is due (:meth:`training_due`): "auto" trains now,
+                "background" starts :meth:`start_background_training`, "never" does not;
+                None uses the setting ``train`` (default "auto").
         """
         label_list = [labels] * len(texts) if isinstance(labels, str) else list(labels)
         if len(label_list) != len(texts):
@@ -155,7 +164,7 @@ class Workspace:
             (clean_text(t, "text", f"text {i}"), clean_text(lab, "label", f"text {i}"), f"text {i}")
             for i, (t, lab) in enumerate(zip(texts, label_list), start=1)
         ]
-        return self._add_rows(rows, source, relabel, progress)
+        return self._train_after(self._add_rows(rows, source, relabel, progress), train, progress)
 
     def import_file(
         self,
@@ -164,6 +173,7 @@ class Workspace:
         label_field: str = "label",
         relabel: bool = False,
         progress: bool = False,
+        train: str | None = None,
     ) -> AddResult:
         """Import a labeled CSV / TSV / JSONL file: all rows, or none (see :meth:`add`)."""
         file = Path(path)
@@ -171,7 +181,38 @@ class Workspace:
             (text, label, f"{file}, line {line}")
             for text, label, line in read_labeled(file, text_field, label_field)
         ]
-        return self._add_rows(rows, f"import:{file.name}", relabel, progress)
+        added = self._add_rows(rows, f"import:{file.name}", relabel, progress)
+        return self._train_after(added, train, progress)
+
+    def _train_after(self, result: AddResult, train: str | None, progress: bool) -> AddResult:
+        from fewshot.training import after_add
+
+        return replace(result, training=after_add(self, train, progress))
+
+    def training_due(self) -> str | None:
+        """Why SetFit should train now (the reason), or None (see :mod:`fewshot.policy`)."""
+        from fewshot import policy
+
+        counts, models = self.store.label_counts(), self.store.models()
+        return policy.training_due(counts, models, self.store.settings())
+
+    def train(self, force: bool = False, progress: bool = False) -> Any:
+        """Train SetFit now if due (or ``force``); return the ``TrainReport`` or None."""
+        from fewshot import training
+
+        return training.train_now(self, force=force, progress=progress)
+
+    def start_background_training(self) -> Any:
+        """Start ``fewshot train`` in a detached process (the ``Popen``), or None if one runs."""
+        from fewshot import training
+
+        return training.start_background(self)
+
+    def rollback(self, version: int | None = None) -> int | None:
+        """Serve model ``version``, or step back one version (to retrieval when none is left)."""
+        from fewshot import models
+
+        return models.rollback(self.store, version)
 
     def _add_rows(
         self, rows: Sequence[tuple[str, str, str]], source: str, relabel: bool, progress: bool
@@ -207,6 +248,16 @@ class Workspace:
             new, source, self.encoder.key, vectors, relabel=list(changes.items())
         )
         return AddResult(added=len(new), unchanged=unchanged, relabeled=len(changes))
+
+    def remove(self, texts: Sequence[str]) -> int:
+        """Delete the examples with these texts (and their embeddings); return how many.
+
+        Texts that are not stored are ignored. Used by ``fewshot label``'s undo.
+        """
+        found = self.store.find_texts(list(texts))
+        for example in found.values():
+            self.store.delete_example(example.id)
+        return len(found)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -245,6 +296,7 @@ class Workspace:
         k: int | None = None,
         explain: bool = False,
         progress: bool = False,
+        llm: LLMSettings | bool | None = None,
     ) -> list[Prediction]:
         """Classify ``texts``; one :class:`Prediction` each, in order.
 
@@ -253,6 +305,9 @@ class Workspace:
             k: Neighbours that vote (default: the workspace's setting, else 10).
             explain: Attach the neighbours as evidence.
             progress: Show a progress bar while embedding.
+            llm: LLM settings that win over ``FEWSHOT_LLM_*`` and the workspace's; None uses
+                those when a URL is set; False answers without an LLM. See
+                :mod:`fewshot.stages.llm` for the answer handling and the fallbacks.
         """
         k = int(self.store.get_setting("k", DEFAULT_K)) if k is None else k
         if k < 1:
@@ -264,22 +319,82 @@ class Workspace:
                 "add some with `fewshot add` or `fewshot import`."
             )
         stage = RetrievalStage(self.memory(progress), Vote(k=k))
+        from fewshot.stages.llm import configured
+
+        llm_stage = configured(stage.memory, self.store.settings(), llm, k)
         vectors = self.encoder.encode(cleaned, progress=progress)
-        return stage.predict(cleaned, vectors, explain=explain)
+        predictions = stage.predict(cleaned, vectors, explain=explain)
+        from fewshot.training import serve
+
+        served = serve(self, cleaned, predictions, k, explain=explain)
+        if served is not None:  # a promoted SetFit model answers (retrieval: unseen labels)
+            return served
+        if llm_stage is None:
+            return predictions
+        return llm_stage.predict(vectors, predictions, explain=explain, progress=progress)
+
+    def prompt(
+        self, text: str, k: int | None = None, llm: LLMSettings | bool | None = None
+    ) -> PromptPreview:
+        """Return the few-shot prompt that would be sent to the LLM for ``text`` (sends nothing).
+
+        Args:
+            text: The text to classify.
+            k: Demonstrations when ``prompt_k`` is not set (default: the setting ``k``, else 10).
+            llm: As for :meth:`classify`; only used to show the endpoint and model.
+        """
+        from fewshot.stages.llm import preview
+
+        k = int(self.store.get_setting("k", DEFAULT_K)) if k is None else k
+        query = clean_text(text, "text", "text 1")
+        if self.store.count() == 0:
+            raise WorkspaceError(f"{self.path}: no labeled examples yet to show as demonstrations.")
+        stage = RetrievalStage(self.memory(), Vote(k=k))
+        vectors = self.encoder.encode([query])
+        answer = stage.predict([query], vectors)[0]
+        return preview(stage.memory, vectors, answer, self.store.settings(), llm, k)
+
+    def config(
+        self, key: str | None = None, value: str | None = None, unset: bool = False
+    ) -> dict[str, Any]:
+        """Show or change the LLM and prompt settings (``llm_url``, ``prompt_k``...).
+
+        With no ``key``, return them all (None = unset); with ``value``, set ``key``; with
+        ``unset``, clear it. Returns the settings shown. The API key is never a setting.
+        """
+        from fewshot import policy
+        from fewshot.stages.llm import SETTINGS, parse_setting
+
+        stored = self.store.settings()
+        if key in policy.SETTINGS:  # the SetFit settings: min_per_label, max_steps...
+            return {key: policy.configure(self.store, key, value, unset)}
+        if key is not None:
+            if value is not None or unset:
+                parsed = parse_setting(key, None if unset else value, stored)
+                self.store.set_setting(key, parsed)
+                stored[key] = parsed
+            else:
+                parse_setting(key, None, stored)  # an unknown key is an error
+            return {key: stored.get(key)}
+        setfit = {name: policy.setting(stored, name) for name in policy.SETTINGS}
+        return {**{name: stored.get(name) for name in SETTINGS}, **setfit}
 
     def status(self) -> dict[str, Any]:
         """Return the workspace's state (the ``status`` contract of DESIGN.md)."""
-        models = self.store.models()
-        serving = [m["version"] for m in models if m["status"] == "serving"]
+        from fewshot import models, training
+
+        serving = models.serving(self.store)
         return {
             "path": str(self.path),
             "examples": self.store.count(),
             "labels": self.store.label_counts(),
-            "stage": "retrieval",
+            "stage": "retrieval" if serving is None else "setfit",
             "threshold": self.min_per_label,
             "encoder": self.model,
-            "model": serving[-1] if serving else None,
-            "models": models,
+            "model": None if serving is None else serving["version"],
+            "models": models.listing(self.store),
+            "training": training.is_training(self.path),
+            "training_due": self.training_due(),
         }
 
     def evaluate(
