@@ -147,11 +147,13 @@ def missing(records: list[dict[str, Any]]) -> list[str]:
     lost = sorted(expected_cells() - have)
     if not lost:
         return ["None: every cell of issue 3's grid is present.", ""]
-    by: dict[tuple[str, int], list[str]] = defaultdict(list)
+    by: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for d, n, seed, m in lost:
-        by[(m, n)].append(f"{d}/s{seed}")
-    lines = [f"{len(lost)} cells of issue 3's grid are missing:", ""]
-    lines += [f"- `{m}` N={n}: {', '.join(v)}" for (m, n), v in sorted(by.items())]
+        by[(m, n)][d].append(str(seed))
+    lines = [f"{len(lost)} cells of issue 3's grid (six datasets, N = 8 and 64) are missing:", ""]
+    for (m, n), datasets in sorted(by.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+        listed = "; ".join(f"{d} (seed {', '.join(s)})" for d, s in datasets.items())
+        lines.append(f"- `{m}` N={n}: {listed}")
     return [*lines, ""]
 
 
