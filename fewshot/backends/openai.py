@@ -176,7 +176,10 @@ class OpenAIChatBackend:
             raise LLMFailure("invalid response", f"{url}: the reply is not JSON.") from err
 
     def _http_error(self, err: urllib.error.HTTPError, url: str) -> Exception:
-        detail = redact(err.read(300).decode("utf-8", "replace"), self._key)
+        try:
+            detail = redact(err.read(300).decode("utf-8", "replace"), self._key)
+        except OSError:  # the body could not be read; the status says enough
+            detail = ""
         failure = LLMFailure(f"http {err.code}", f"{url}: HTTP {err.code} {detail}".strip())
         if err.code == 429 or err.code >= 500:
             return _Retryable(failure, _seconds(err.headers.get("Retry-After")))
