@@ -189,7 +189,7 @@ def run_fewshot(cell: Cell) -> Outcome:
             predict_s = time.perf_counter() - start
             status = ws.status()
     stages = dict(sorted(Counter(p.stage for p in predictions).items()))
-    extra = {"stages": stages, "serving": status.get("stage"), "fingerprint": package_fingerprint()}
+    extra = {"stages": stages, "serving": status.get("stage")}
     return [p.label for p in predictions], train_s, predict_s, extra
 
 
@@ -220,6 +220,27 @@ def method_key(method: str) -> str:
 
         return f"setfit{md.version('setfit')}-st{md.version('sentence-transformers')}"
     return "v1"
+
+
+def load_pipeline() -> dict[str, str]:
+    """Import every fewshot module now and return each method's key.
+
+    A long run must not label its cells with code that changed on disk after it started:
+    the modules are imported (and so frozen for this process) at the moment they are hashed.
+    """
+    import importlib
+    import pkgutil
+
+    import fewshot
+
+    for module in pkgutil.walk_packages(fewshot.__path__, "fewshot."):
+        if module.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(module.name)
+        except (ImportError, SyntaxError) as err:  # another module being edited right now
+            print(f"warning: {module.name} does not import ({err})", file=sys.stderr)
+    return {method: method_key(method) for method in METHODS}
 
 
 def score(cell: Cell, method: str, outcome: Outcome) -> dict[str, Any]:
@@ -264,6 +285,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
     from tqdm import tqdm
 
     embeddings = EmbeddingCache(args.cache_dir / "embeddings", args.model)
+    keys = load_pipeline()
     records, computed = [], 0
     splits: dict[str, Any] = {}
     cells = grid(args)
@@ -274,7 +296,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
             train, test = (read_split(args.data_dir, dataset, s) for s in ("train", "test"))
             splits[dataset] = (train, test, digest([*train[0], *train[1], *test[0], *test[1]]))
         train, test, data_key = splits[dataset]
-        key = digest([data_key, args.model, str(n), str(seed), method, method_key(method)])
+        key = digest([data_key, args.model, str(n), str(seed), method, keys[method]])
         path = args.cache_dir / "cells" / f"{dataset}-n{n}-s{seed}-{method}-{key}.json"
         if path.exists() and not args.no_cache:
             records.append(json.loads(path.read_text(encoding="utf-8")))
@@ -283,7 +305,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
             continue
         support = sample_support(train[0], train[1], n, seed)
         cell = Cell(dataset, n, seed, *support, *test, embeddings, args.model, not args.no_cache)
-        record = score(cell, method, RUNNERS[method](cell))
+        record = {**score(cell, method, RUNNERS[method](cell)), "code": keys[method]}
         write_json(path, record)
         write_json(args.out, merge(args.out, [record]))  # results.json grows as cells land
         records.append(record)
