@@ -1,0 +1,183 @@
+"""When to train, when to promote, and who answers a text: the SetFit stage's rules.
+
+* **Threshold** (``min_per_label``, default 8): a label takes part in training once it has
+  that many examples; training starts as soon as **two** labels have reached it. Labels
+  still below it are left out of the model and stay answerable by retrieval (see
+  :func:`combine`), exactly like a label added after training.
+* **Retraining** (automatic): when a label reaches the threshold that the latest model (of
+  any status) was not trained on, or the examples of threshold labels grew by
+  ``retrain_growth`` (default 50%) since then. A rejected candidate therefore does not
+  retrain on every add: the next try waits for the same growth.
+* **Promotion gate**: the candidate serves only if its cross-validated accuracy on the
+  labeled set is higher than that of the stage serving now by more than ``gate_margin``
+  (default 0: strictly higher; a tie keeps what serves). See ``fewshot/training.py``.
+* **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
+  retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fewshot.errors import ConfigError
+from fewshot.store import Store
+from fewshot.values import Prediction
+
+TRAIN_MODES = ("auto", "never", "background")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A workspace setting the user may change with ``fewshot config KEY VALUE``."""
+
+    kind: Callable[[str], Any]
+    default: Any
+    check: Callable[[Any], bool]
+    expected: str
+    help: str
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+        raise ValueError(value)
+    return lowered in {"true", "1", "yes", "on"}
+
+
+SETTINGS: dict[str, Setting] = {
+    "min_per_label": Setting(
+        int, 8, lambda v: v >= 1, "an integer >= 1", "examples per label at which SetFit trains"
+    ),
+    "max_steps": Setting(
+        int, 100, lambda v: v >= 1, "an integer >= 1", "step cap of one SetFit training"
+    ),
+    "retrain_growth": Setting(
+        float, 0.5, lambda v: v > 0, "a number > 0", "growth of the labeled set that retrains"
+    ),
+    "gate_folds": Setting(
+        int, 3, lambda v: v >= 2, "an integer >= 2", "cross-validation folds of the gate"
+    ),
+    "gate_margin": Setting(
+        float, 0.0, lambda v: 0 <= v < 1, "a number in [0, 1)", "accuracy a candidate must add"
+    ),
+    "learning_rate": Setting(
+        float, 2e-5, lambda v: v > 0, "a number > 0", "encoder learning rate in SetFit training"
+    ),
+    "new_label_confidence": Setting(
+        float,
+        0.5,
+        lambda v: 0 <= v <= 1,
+        "a number in [0, 1]",
+        "retrieval confidence that answers a label the model never saw",
+    ),
+    "train": Setting(
+        str,
+        "auto",
+        lambda v: v in TRAIN_MODES,
+        f"one of {', '.join(TRAIN_MODES)}",
+        "what add/import do when training is due",
+    ),
+    "random_state": Setting(int, 0, lambda v: True, "an integer", "seed of SetFit training"),
+}
+
+
+def parse_setting(key: str, value: str | int | float | bool) -> Any:
+    """Return ``value`` converted and checked for the setting ``key``.
+
+    Raises:
+        ConfigError: If the key is unknown or the value is not what it expects.
+    """
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise ConfigError(
+            f"unknown setting '{key}'; expected one of: {', '.join(sorted(SETTINGS))}."
+        )
+    try:
+        parsed = setting.kind(str(value)) if setting.kind is not bool else _bool(str(value))
+    except ValueError:
+        parsed = None
+    if parsed is None or not setting.check(parsed):
+        raise ConfigError(
+            f"setting '{key}': expected {setting.expected}, got '{value}'; "
+            f"for example `fewshot config {key} {setting.default}`."
+        )
+    return parsed
+
+
+def configure(store: Store, key: str, value: Any, unset: bool = False) -> Any:
+    """Set (``value``), reset (``unset``) or just read the setting ``key``; return its value."""
+    if unset:
+        store.set_setting(key, SETTINGS[key].default)
+    elif value is not None:
+        store.set_setting(key, parse_setting(key, value))
+    return setting(store.settings(), key)
+
+
+def setting(values: Mapping[str, Any], key: str) -> Any:
+    """Return the setting ``key`` from the stored ``values``, or its default."""
+    return values.get(key, SETTINGS[key].default)
+
+
+def eligible(counts: Mapping[str, int], min_per_label: int) -> list[str]:
+    """Return the labels that reached the threshold, sorted."""
+    return sorted(label for label, n in counts.items() if n >= min_per_label)
+
+
+def training_due(
+    counts: Mapping[str, int], models: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
+) -> str | None:
+    """Return why SetFit should train now, or None when it should not.
+
+    Args:
+        counts: ``{label: number of examples}``.
+        models: The model registry, oldest first.
+        settings: The workspace's settings.
+    """
+    ready = eligible(counts, int(setting(settings, "min_per_label")))
+    if len(ready) < 2:
+        return None
+    if not models:
+        return f"{len(ready)} labels reached {setting(settings, 'min_per_label')} examples"
+    last = models[-1]
+    new = [label for label in ready if label not in last["labels"]]
+    if new:
+        return f"label '{new[0]}' reached the threshold"
+    size = sum(counts[label] for label in ready)
+    growth = float(setting(settings, "retrain_growth"))
+    if size >= last["n_examples"] * (1 + growth):
+        return f"the labeled set grew by {growth:.0%} since version {last['version']}"
+    return None
+
+
+def promote(candidate: float, serving: float, margin: float) -> bool:
+    """Return whether the candidate beats what serves by more than ``margin`` (the gate)."""
+    return candidate > serving + margin
+
+
+def combine(
+    model: Prediction, retrieval: Prediction, classes: Sequence[str], confidence: float
+) -> Prediction:
+    """Return the answer for one text from the model's and retrieval's predictions.
+
+    Retrieval answers when its label is one the model was not trained on and it is at least
+    ``confidence`` sure; otherwise the model does.
+    """
+    if retrieval.label not in classes and retrieval.confidence >= confidence:
+        return retrieval
+    return model
+
+
+__all__ = [
+    "SETTINGS",
+    "TRAIN_MODES",
+    "Setting",
+    "combine",
+    "configure",
+    "eligible",
+    "parse_setting",
+    "promote",
+    "setting",
+    "training_due",
+]

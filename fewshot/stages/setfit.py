@@ -1,0 +1,337 @@
+"""The SetFit stage: a contrastively fine-tuned encoder plus a logistic-regression head.
+
+Training is the SetFit algorithm run by the setfit library's ``Trainer`` (CosineSimilarity
+loss on positive / negative text pairs, then a logistic-regression head on the fine-tuned
+embeddings), with two changes that keep it CPU-sane:
+
+* **pairs are sampled, not enumerated**: :func:`sample_pairs` draws ``pairs_per_example``
+  pairs per example (half positive, half negative) in time linear in the number of examples,
+  seeded by ``random_state`` (setfit's own sampler builds all n² index pairs first);
+* **a step cap**: at most ``max_steps`` optimiser steps of ``batch_size`` pairs, whatever the
+  size of the labeled set.
+
+A trained model is saved as ``body/`` (sentence-transformers, safetensors), ``head.safetensors``
+(``coef``, ``intercept`` as plain float arrays) and ``head.json`` (classes, format); prediction
+is numpy. Nothing is pickled and loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewshot.errors import WorkspaceError
+
+HEAD_FORMAT = 1
+BODY_DIR = "body"
+HEAD_ARRAYS = "head.safetensors"
+HEAD_JSON = "head.json"
+
+
+@dataclass(frozen=True)
+class SetFitConfig:
+    """How a SetFit model is trained.
+
+    Args:
+        max_steps: The step cap: at most this many optimiser steps of ``batch_size`` pairs.
+        pairs_per_example: Pairs drawn per labeled example (the paper's ``num_iterations``
+            is 20 positive + 20 negative, i.e. 40 here), before the step cap applies.
+        batch_size: Pairs per step.
+        learning_rate: The encoder's learning rate.
+        random_state: Seed of the pair sampling, the training order and the head.
+    """
+
+    max_steps: int = 100
+    pairs_per_example: int = 40
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    random_state: int = 0
+
+    def steps(self, n_examples: int) -> int:
+        """Return the number of optimiser steps for ``n_examples`` examples (at least 1)."""
+        wanted = math.ceil(self.pairs_per_example * n_examples / self.batch_size)
+        return max(1, min(self.max_steps, wanted))
+
+
+def sample_pairs(
+    labels: Sequence[str], n_pairs: int, random_state: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``n_pairs`` example pairs, alternating positive (same label) and negative.
+
+    Time and memory are linear in ``len(labels) + n_pairs``. A positive pair needs a label
+    with two examples and a negative pair needs two labels; a kind that cannot be drawn is
+    replaced by the other.
+
+    Returns:
+        ``(first, second, similarity)``: example indices and 1.0 / 0.0 targets.
+    """
+    rng = np.random.default_rng(random_state)
+    label_array = np.asarray(labels)
+    classes, codes = np.unique(label_array, return_inverse=True)
+    members = [np.flatnonzero(codes == c) for c in range(len(classes))]
+    pos_anchors = np.concatenate([m for m in members if len(m) >= 2] or [np.zeros(0, int)])
+    can_neg = len(classes) >= 2
+    first, second, target = [], [], []
+    for p in range(n_pairs):
+        positive = (p % 2 == 0 and len(pos_anchors) > 0) or not can_neg
+        if positive:
+            i = int(rng.choice(pos_anchors))
+            group = members[codes[i]]
+            shift = int(rng.integers(1, len(group)))  # any other member of the group
+            j = int(group[(int(np.flatnonzero(group == i)[0]) + shift) % len(group)])
+        else:
+            i = int(rng.integers(len(labels)))
+            other = int(rng.integers(len(classes) - 1))
+            other += other >= codes[i]
+            j = int(rng.choice(members[other]))
+        first.append(i)
+        second.append(j)
+        target.append(1.0 if positive else 0.0)
+    return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), np.array(target)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from setfit import logging as setfit_logging
+    from transformers.utils import logging as hf_logging
+
+    setfit_logging.set_verbosity_warning()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def fine_tune(
+    body: Any,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    config: SetFitConfig,
+    workdir: Path,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> None:
+    """Fine-tune the SentenceTransformer ``body`` in place with setfit's Trainer.
+
+    Args:
+        body: A SentenceTransformer, changed in place.
+        texts: The training texts.
+        labels: Their labels.
+        config: Steps, pairs, learning rate, seed.
+        workdir: The trainer's ``output_dir`` (nothing is saved there; it must exist).
+        progress: Show the trainer's progress bar.
+        callbacks: ``transformers.TrainerCallback`` objects (progress, interruption).
+    """
+    _quiet_libraries()
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from sklearn.linear_model import LogisticRegression
+
+    steps = config.steps(len(texts))
+    first, second, target = sample_pairs(labels, steps * config.batch_size, config.random_state)
+    pairs = Dataset.from_dict(
+        {
+            "sentence_1": [texts[i] for i in first],
+            "sentence_2": [texts[j] for j in second],
+            "label": target.tolist(),
+        }
+    )
+
+    class _SampledPairs(Trainer):  # type: ignore[misc]
+        """setfit's Trainer, fed our linear-time pairs instead of its n² enumeration."""
+
+        def get_dataset(self, x: Any, y: Any, args: Any, max_pairs: int = -1) -> Any:
+            return pairs, args.loss(self.model.model_body)
+
+    args = TrainingArguments(
+        output_dir=str(workdir),
+        batch_size=config.batch_size,
+        num_epochs=1,
+        max_steps=steps,
+        body_learning_rate=config.learning_rate,
+        seed=config.random_state,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        logging_first_step=False,
+        show_progress_bar=progress,
+    )
+    model = SetFitModel(model_body=body, model_head=LogisticRegression())
+    trainer = _SampledPairs(model=model, args=args, callbacks=list(callbacks))
+    trainer.st_trainer.args.disable_tqdm = not progress
+    trainer.st_trainer.args.dataloader_pin_memory = False  # CPU: pinning only warns
+    if not progress:  # the printer callbacks write loss dicts to stdout
+        from transformers import PrinterCallback, ProgressCallback
+
+        trainer.st_trainer.remove_callback(PrinterCallback)
+        trainer.st_trainer.remove_callback(ProgressCallback)
+    trainer.train_embeddings(list(texts), list(labels), args=args)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A multinomial logistic regression as plain arrays: ``softmax(x @ coef.T + intercept)``."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    classes: tuple[str, ...]
+
+    @classmethod
+    def fit(
+        cls, vectors: np.ndarray, labels: Sequence[str], random_state: int, c: float = 1.0
+    ) -> Head:
+        """Fit the head with scikit-learn and keep only its arrays."""
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=c, max_iter=2000, random_state=random_state)
+        model.fit(vectors, list(labels))
+        coef = np.asarray(model.coef_, dtype=np.float64)
+        intercept = np.asarray(model.intercept_, dtype=np.float64)
+        if len(model.classes_) == 2:  # sklearn keeps one row for two classes
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        return cls(coef, intercept, tuple(str(c) for c in model.classes_))
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """Return (n, n_classes) probabilities, columns in ``classes`` order."""
+        logits = np.asarray(vectors, dtype=np.float64) @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+class SetFitModel:
+    """A trained SetFit model: the fine-tuned encoder (``body``) and its :class:`Head`.
+
+    Args:
+        body: A SentenceTransformer.
+        head: The classification head.
+        batch_size: Texts per forward pass when encoding.
+    """
+
+    def __init__(self, body: Any, head: Head, batch_size: int = 64) -> None:
+        self.body = body
+        self.head = head
+        self.batch_size = batch_size
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The labels the model was trained on."""
+        return self.head.classes
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` with the fine-tuned encoder to unit float32 vectors."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = self.body.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Return (n, n_classes) probabilities, columns in ``classes`` order."""
+        return self.head.predict_proba(self.encode(texts))
+
+    def save(self, path: Path) -> None:
+        """Write the model into the directory ``path`` (created; safetensors + JSON only)."""
+        from safetensors.numpy import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.body.save(str(path / BODY_DIR), create_model_card=False, safe_serialization=True)
+        save_file(
+            {"coef": self.head.coef, "intercept": self.head.intercept}, str(path / HEAD_ARRAYS)
+        )
+        meta = {"format": HEAD_FORMAT, "classes": list(self.head.classes)}
+        (path / HEAD_JSON).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> SetFitModel:
+        """Load a model saved by :meth:`save` (never unpickles).
+
+        Raises:
+            WorkspaceError: If files are missing or do not fit together.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from fewshot.embed import _load
+
+        try:
+            meta = json.loads((path / HEAD_JSON).read_text(encoding="utf-8"))
+            arrays = load_file(str(path / HEAD_ARRAYS))
+        except (OSError, ValueError, SafetensorError) as err:
+            raise WorkspaceError(
+                f"{path}: the model's head is missing or unreadable ({err}); roll back to "
+                "another version with `fewshot rollback` or retrain with `fewshot train --force`."
+            ) from err
+        head = Head(arrays["coef"], arrays["intercept"], tuple(meta["classes"]))
+        if meta.get("format") != HEAD_FORMAT or head.coef.shape[0] != len(head.classes):
+            raise WorkspaceError(
+                f"{path / HEAD_JSON}: expected head format {HEAD_FORMAT} with one coefficient "
+                f"row per class, found format {meta.get('format')} and {head.coef.shape[0]} rows "
+                f"for {len(head.classes)} classes; retrain with `fewshot train --force`."
+            )
+        body_dir = path / BODY_DIR
+        if not (body_dir / "model.safetensors").is_file():
+            raise WorkspaceError(
+                f"{body_dir}: expected the encoder as model.safetensors, found none; retrain "
+                "with `fewshot train --force`."
+            )
+        return cls(_load(str(body_dir.resolve()), "cpu"), head)
+
+
+def fresh_body(location: str) -> Any:
+    """Load a new, trainable copy of the encoder at ``location`` (not the shared cached one)."""
+    _quiet_libraries()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(location, device="cpu")
+
+
+def train_model(
+    body: Any,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    config: SetFitConfig,
+    workdir: Path,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> SetFitModel:
+    """Fine-tune ``body`` (a fresh SentenceTransformer, see :func:`fresh_body`) and fit a head.
+
+    Args:
+        body: The encoder to fine-tune; it is changed in place and becomes the model's.
+        texts: The training texts.
+        labels: Their labels (two or more distinct).
+        config: The recipe.
+        workdir: An existing directory for the trainer's ``output_dir``.
+        progress: Show the trainer's progress bar.
+        callbacks: ``transformers.TrainerCallback`` objects.
+    """
+    import torch
+
+    torch.manual_seed(config.random_state)
+    fine_tune(body, texts, labels, config, workdir, progress, callbacks)
+    model = SetFitModel(body, Head(np.zeros((0, 0)), np.zeros(0), ()))
+    head = Head.fit(model.encode(texts), labels, config.random_state)
+    return SetFitModel(body, head)
+
+
+__all__ = [
+    "Head",
+    "SetFitConfig",
+    "SetFitModel",
+    "fine_tune",
+    "fresh_body",
+    "sample_pairs",
+    "train_model",
+]

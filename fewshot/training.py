@@ -1,0 +1,379 @@
+"""SetFit training for a workspace: when it is due, the promotion gate, versions, serving.
+
+The gate (see :mod:`fewshot.policy`) is **stratified k-fold cross-validation** of the labeled
+set (``gate_folds``, default 3): each fold trains a candidate on the other folds with the
+same recipe and step cap, and the whole serving rule (model + retrieval for labels the model
+did not learn) answers the held-out fold. With a handful of examples per label a single
+held-out split would waste a third of them and its accuracy would swing by a whole example;
+cross-validation scores every example once. The serving stage is scored on the same
+examples: retrieval by the same folds; a serving SetFit version on the examples added after
+it was trained (those it never saw), when there are at least ``gate_folds`` of them, else by
+retrieval's figure. Then the model is trained once more on every example and saved.
+
+Training writes only inside the workspace: the trainer's ``output_dir`` and the new model are
+made in ``models/.train-*`` and the model is renamed to ``models/<version>/`` (atomic) before
+its registry row is written. An interruption (Ctrl-C, a kill) leaves the registry as it was,
+so the previous model keeps serving; leftovers are removed by the next training. A lock file
+(``training.lock``, an ``flock``) keeps two trainings of one workspace apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from fewshot import models as registry
+from fewshot import policy
+from fewshot.errors import ConfigError, WorkspaceError
+from fewshot.index import VectorIndex
+from fewshot.stages.retrieval import Memory, RetrievalStage
+from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body, train_model
+from fewshot.values import Example, Prediction
+
+if TYPE_CHECKING:
+    from fewshot.workspace import Workspace
+
+LOCK_NAME = "training.lock"
+LOG_NAME = "training.log"
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """The outcome of one training: the version made and whether it serves."""
+
+    version: int
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any]
+
+
+@contextlib.contextmanager
+def training_lock(path: Path) -> Iterator[None]:
+    """Hold the workspace's training lock, or raise WorkspaceError when another holds it."""
+    handle = (path / LOCK_NAME).open("a")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise WorkspaceError(
+                f"{path}: a training is already under way (see `fewshot status`); "
+                "wait for it to finish."
+            ) from err
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process is killed
+
+
+def is_training(path: Path) -> bool:
+    """Whether a training of the workspace at ``path`` holds the lock now."""
+    if not (path / LOCK_NAME).exists():
+        return False
+    try:
+        with training_lock(path):
+            return False
+    except WorkspaceError:
+        return True
+
+
+def config_of(settings: dict[str, Any]) -> SetFitConfig:
+    """Return the training recipe from the workspace's settings."""
+    return SetFitConfig(
+        max_steps=int(policy.setting(settings, "max_steps")),
+        learning_rate=float(policy.setting(settings, "learning_rate")),
+        random_state=int(policy.setting(settings, "random_state")),
+    )
+
+
+def _folds(labels: Sequence[str], folds: int, random_state: int) -> np.ndarray:
+    """Assign each example a fold, stratified: each label's examples are dealt round-robin."""
+    rng = np.random.default_rng(random_state)
+    fold = np.zeros(len(labels), dtype=np.int64)
+    label_array = np.asarray(labels)
+    for label in sorted(set(labels)):
+        members = rng.permutation(np.flatnonzero(label_array == label))
+        fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def _answer(
+    model: SetFitModel,
+    texts: Sequence[str],
+    retrieval: list[Prediction],
+    confidence: float,
+    explain_neighbors: list[Any] | None = None,
+) -> list[Prediction]:
+    """Apply the serving rule: the model answers, retrieval for labels the model never saw."""
+    proba = model.predict_proba(texts)
+    answers = []
+    for i, (text, row, fallback) in enumerate(zip(texts, proba, retrieval)):
+        best = int(row.argmax())
+        own = Prediction(
+            text=text,
+            label=model.classes[best],
+            confidence=float(row[best]),
+            stage="setfit",
+            scores={c: float(s) for c, s in zip(model.classes, row)},
+            neighbors=None if explain_neighbors is None else tuple(explain_neighbors[i]),
+        )
+        answers.append(policy.combine(own, fallback, model.classes, confidence))
+    return answers
+
+
+def _cross_validate(
+    ws: Workspace,
+    examples: list[Example],
+    trained_labels: list[str],
+    base: Any,
+    config: SetFitConfig,
+    workdir: Path,
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold correctness of (candidate rule, retrieval), one entry per example."""
+    settings = ws.store.settings()
+    texts = [e.text for e in examples]
+    labels = [e.label for e in examples]
+    vectors = ws.encoder.encode(texts)
+    folds = int(policy.setting(settings, "gate_folds"))
+    fold = _folds(labels, folds, config.random_state)
+    confidence = float(policy.setting(settings, "new_label_confidence"))
+    candidate = np.zeros(len(examples), dtype=bool)
+    retrieval = np.zeros(len(examples), dtype=bool)
+    for f in range(folds):
+        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if len(test) == 0:
+            continue
+        memory = Memory.build([texts[i] for i in train], [labels[i] for i in train], vectors[train])
+        test_texts = [texts[i] for i in test]
+        by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
+        fit = [i for i in train if labels[i] in trained_labels]
+        model = train_model(
+            copy.deepcopy(base),
+            [texts[i] for i in fit],
+            [labels[i] for i in fit],
+            config,
+            workdir,
+            progress,
+            callbacks,
+        )
+        answers = _answer(model, test_texts, by_retrieval, confidence)
+        gold = np.asarray([labels[i] for i in test])
+        candidate[test] = np.asarray([a.label for a in answers]) == gold
+        retrieval[test] = np.asarray([p.label for p in by_retrieval]) == gold
+    return candidate, retrieval
+
+
+def _serving_figure(
+    ws: Workspace, examples: list[Example], candidate: np.ndarray, retrieval: np.ndarray, folds: int
+) -> dict[str, Any]:
+    """Accuracy of the serving stage and of the candidate on the same unseen examples."""
+    current = registry.serving(ws.store)
+    if current is not None:
+        seen_up_to = int(current["metrics"].get("max_example_id", 0))
+        unseen = [
+            i for i, e in enumerate(examples) if e.id > seen_up_to and e.label in current["labels"]
+        ]
+        if len(unseen) >= folds:
+            model = load(ws, current["version"])
+            texts = [examples[i].text for i in unseen]
+            pred = np.asarray(model.classes)[model.predict_proba(texts).argmax(axis=1)]
+            right = pred == np.asarray([examples[i].label for i in unseen])
+            return {
+                "baseline": f"setfit:v{current['version']}",
+                "baseline_accuracy": float(right.mean()),
+                "cv_accuracy_compared": float(candidate[unseen].mean()),
+                "compared_on": len(unseen),
+            }
+    return {
+        "baseline": "retrieval",
+        "baseline_accuracy": float(retrieval.mean()),
+        "cv_accuracy_compared": float(candidate.mean()),
+        "compared_on": len(examples),
+    }
+
+
+def train_now(
+    ws: Workspace, force: bool = False, progress: bool = False, callbacks: Sequence[Any] = ()
+) -> TrainReport | None:
+    """Train a SetFit candidate when due (or when ``force``), gate it and record it.
+
+    Args:
+        ws: The workspace.
+        force: Train even when no trigger fired (still needs two labels at the threshold).
+        progress: Show the trainer's progress bars.
+        callbacks: ``transformers.TrainerCallback`` objects passed to every training run.
+
+    Returns:
+        The report, or None when training was not due.
+
+    Raises:
+        ConfigError: If ``force`` is given but fewer than two labels reached the threshold.
+        WorkspaceError: If another training of this workspace is under way.
+    """
+    settings = ws.store.settings()
+    counts = ws.store.label_counts()
+    reason = policy.training_due(counts, ws.store.models(), settings)
+    trained_labels = policy.eligible(counts, int(policy.setting(settings, "min_per_label")))
+    if reason is None and not force:
+        return None
+    if len(trained_labels) < 2:
+        raise ConfigError(
+            f"SetFit needs two labels with at least {policy.setting(settings, 'min_per_label')} "
+            f"examples each; found {counts}. Add examples, or lower the threshold with "
+            "`fewshot config min_per_label N`."
+        )
+    directory = registry.models_dir(ws.path)
+    directory.mkdir(exist_ok=True)
+    with training_lock(ws.path):
+        for stale in directory.glob(".train-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        workdir = Path(tempfile.mkdtemp(prefix=".train-", dir=directory))
+        try:
+            return _train_in(ws, workdir, reason or "forced", trained_labels, progress, callbacks)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_in(
+    ws: Workspace,
+    workdir: Path,
+    reason: str,
+    trained_labels: list[str],
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> TrainReport:
+    from fewshot.embed import resolve_model
+
+    start = time.perf_counter()
+    settings = ws.store.settings()
+    config = config_of(settings)
+    examples = ws.store.examples()
+    base = fresh_body(resolve_model(ws.model))
+    candidate, retrieval = _cross_validate(
+        ws, examples, trained_labels, base, config, workdir, progress, callbacks
+    )
+    folds = int(policy.setting(settings, "gate_folds"))
+    figures = _serving_figure(ws, examples, candidate, retrieval, folds)
+    promoted = policy.promote(
+        figures["cv_accuracy_compared"],
+        figures["baseline_accuracy"],
+        float(policy.setting(settings, "gate_margin")),
+    )
+    fit = [e for e in examples if e.label in trained_labels]
+    model = train_model(
+        base, [e.text for e in fit], [e.label for e in fit], config, workdir, progress, callbacks
+    )
+    version = registry.next_version(ws.store)
+    staged = workdir / "model"
+    model.save(staged)
+    os.replace(staged, registry.models_dir(ws.path) / str(version))
+    metrics = {
+        "cv_accuracy": float(candidate.mean()),
+        "retrieval_cv_accuracy": float(retrieval.mean()),
+        **figures,
+        "folds": folds,
+        "steps": config.steps(len(fit)),
+        "max_steps": config.max_steps,
+        "learning_rate": config.learning_rate,
+        "train_seconds": round(time.perf_counter() - start, 3),
+        "max_example_id": max(e.id for e in examples),
+        "reason": reason,
+    }
+    registry.record(ws.store, version, trained_labels, len(fit), metrics, promoted)
+    return TrainReport(version, promoted, reason, metrics)
+
+
+def after_add(ws: Workspace, train: str | None, progress: bool) -> Any:
+    """Train as ``train`` says when it is due after an add (see ``Workspace.add``)."""
+    mode = policy.parse_setting("train", train or policy.setting(ws.store.settings(), "train"))
+    if mode == "never" or is_training(ws.path) or ws.training_due() is None:
+        return None
+    if mode == "background":
+        start_background(ws)
+        return "background"
+    return train_now(ws, progress=progress)
+
+
+def load(ws: Workspace, version: int) -> SetFitModel:
+    """Load model ``version`` of the workspace (safetensors + JSON; nothing is unpickled)."""
+    return SetFitModel.load(registry.models_dir(ws.path) / str(version))
+
+
+def _neighbors(
+    ws: Workspace, model: SetFitModel, version: int, vectors: np.ndarray, k: int
+) -> list[Any]:
+    """Return the nearest labeled examples under the fine-tuned encoder (stored per version)."""
+    key = f"setfit:v{version}"
+    missing = ws.store.missing_embeddings(key)
+    if missing:
+        ws.store.put_embeddings(key, [i for i, _ in missing], model.encode([t for _, t in missing]))
+    ids, matrix = ws.store.embeddings(key)
+    examples = {e.id: (e.text, e.label) for e in ws.store.examples()}
+    return Memory(VectorIndex.build(ids, matrix), examples, matrix, ids).neighbors(vectors, k)
+
+
+def serve(
+    ws: Workspace, texts: Sequence[str], retrieval: list[Prediction], k: int, explain: bool = False
+) -> list[Prediction] | None:
+    """Answer ``texts`` with the serving SetFit model, or return None when none serves.
+
+    Args:
+        ws: The workspace.
+        texts: The cleaned texts.
+        retrieval: Retrieval's predictions for them (they answer labels the model never saw).
+        k: Neighbours shown as evidence with ``explain``.
+        explain: Attach the nearest labeled examples under the fine-tuned encoder.
+    """
+    current = registry.serving(ws.store)
+    if current is None:
+        return None
+    model = load(ws, current["version"])
+    confidence = float(policy.setting(ws.store.settings(), "new_label_confidence"))
+    near = None
+    if explain:
+        near = _neighbors(ws, model, current["version"], model.encode(texts), k)
+    return _answer(model, texts, retrieval, confidence, near)
+
+
+def start_background(ws: Workspace) -> subprocess.Popen[bytes] | None:
+    """Start ``python -m fewshot --store DIR train`` detached; None when one runs already.
+
+    Its output goes to ``training.log`` in the workspace; ``status`` shows ``training: true``
+    once it holds the lock.
+    """
+    if is_training(ws.path):
+        return None
+    log: IO[bytes] = (ws.path / LOG_NAME).open("ab")
+    with log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fewshot", "--store", str(ws.path), "train"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=ws.path,
+        )
+
+
+__all__ = [
+    "TrainReport",
+    "after_add",
+    "is_training",
+    "load",
+    "serve",
+    "start_background",
+    "train_now",
+]

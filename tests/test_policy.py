@@ -1,0 +1,120 @@
+"""The SetFit stage's rules: when to train, the gate, who answers, settings, pair sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fewshot.errors import ConfigError
+from fewshot.policy import combine, parse_setting, promote, training_due
+from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
+from fewshot.training import _folds
+from fewshot.values import Prediction
+
+SETTINGS = {"min_per_label": 8, "retrain_growth": 0.5}
+
+
+def model_row(version: int, labels: list[str], n_examples: int) -> dict[str, object]:
+    return {"version": version, "labels": labels, "n_examples": n_examples, "status": "serving"}
+
+
+def test_no_training_until_two_labels_reach_the_threshold() -> None:
+    assert training_due({"a": 8, "b": 7, "c": 1}, [], SETTINGS) is None
+    assert training_due({"a": 8, "b": 8, "c": 1}, [], SETTINGS) == "2 labels reached 8 examples"
+
+
+def test_a_new_label_at_the_threshold_retrains() -> None:
+    models = [model_row(1, ["a", "b"], 16)]
+    assert training_due({"a": 8, "b": 8, "c": 7}, models, SETTINGS) is None
+    assert training_due({"a": 8, "b": 8, "c": 8}, models, SETTINGS) == (
+        "label 'c' reached the threshold"
+    )
+
+
+def test_growth_by_the_fraction_retrains_and_a_rejected_model_counts_too() -> None:
+    models = [model_row(1, ["a", "b"], 16) | {"status": "rejected"}]
+    assert training_due({"a": 11, "b": 12}, models, SETTINGS) is None  # 23 < 24
+    reason = training_due({"a": 12, "b": 12}, models, SETTINGS)
+    assert reason == "the labeled set grew by 50% since version 1"
+    assert training_due({"a": 12, "b": 12}, models, SETTINGS | {"retrain_growth": 1.0}) is None
+
+
+def test_the_gate_needs_strictly_more_than_the_margin() -> None:
+    assert promote(0.80, 0.75, 0.0)
+    assert not promote(0.75, 0.75, 0.0)  # a tie keeps what serves
+    assert not promote(0.80, 0.75, 0.05)
+    assert promote(0.81, 0.75, 0.05)
+
+
+def _prediction(label: str, confidence: float, stage: str) -> Prediction:
+    return Prediction("t", label, confidence, stage, {label: confidence})
+
+
+def test_retrieval_answers_a_label_the_model_never_saw_only_when_confident() -> None:
+    model = _prediction("a", 0.6, "setfit")
+    assert combine(model, _prediction("new", 0.7, "retrieval"), ["a", "b"], 0.5).label == "new"
+    assert combine(model, _prediction("new", 0.4, "retrieval"), ["a", "b"], 0.5).label == "a"
+    # a label the model knows is the model's call, however sure retrieval is
+    assert combine(model, _prediction("b", 0.99, "retrieval"), ["a", "b"], 0.5).label == "a"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [("min_per_label", "3", 3), ("gate_margin", "0.02", 0.02), ("train", "never", "never")],
+)
+def test_settings_are_parsed(key: str, value: str, expected: object) -> None:
+    assert parse_setting(key, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("min_per_label", "0", "setting 'min_per_label': expected an integer >= 1, got '0'"),
+        ("max_steps", "many", "setting 'max_steps': expected an integer >= 1, got 'many'"),
+        ("train", "sometimes", "expected one of auto, never, background"),
+        ("min_per_labels", "3", "unknown setting 'min_per_labels'"),
+    ],
+)
+def test_bad_settings_say_what_was_expected(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_setting(key, value)
+
+
+def test_pairs_are_sampled_linearly_seeded_and_labeled_correctly() -> None:
+    labels = ["a"] * 5 + ["b"] * 3 + ["c"]
+    first, second, target = sample_pairs(labels, 200, random_state=7)
+    assert len(first) == 200
+    same = np.asarray(labels)[first] == np.asarray(labels)[second]
+    assert np.array_equal(same, target == 1.0)
+    assert (first != second).all()  # a positive pair is two different examples
+    assert target.mean() == pytest.approx(0.5)
+    again = sample_pairs(labels, 200, random_state=7)
+    assert all(np.array_equal(x, y) for x, y in zip((first, second, target), again))
+    other = sample_pairs(labels, 200, random_state=8)
+    assert not np.array_equal(first, other[0])
+
+
+def test_step_cap_bounds_the_steps() -> None:
+    config = SetFitConfig(max_steps=50, pairs_per_example=40, batch_size=16)
+    assert config.steps(4) == 10  # 160 pairs
+    assert config.steps(1000) == 50
+
+
+def test_folds_are_stratified() -> None:
+    labels = ["a"] * 9 + ["b"] * 6
+    fold = _folds(labels, 3, random_state=0)
+    for name, size in (("a", 3), ("b", 2)):
+        counts = np.bincount(fold[np.asarray(labels) == name], minlength=3)
+        assert counts.tolist() == [size] * 3
+
+
+def test_the_head_matches_scikit_learn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5))
+    for labels in (["x", "y"] * 15, ["x", "y", "z"] * 10):
+        head = Head.fit(x, labels, random_state=0)
+        reference = LogisticRegression(max_iter=2000, random_state=0).fit(x, labels)
+        assert head.classes == tuple(reference.classes_)
+        np.testing.assert_allclose(head.predict_proba(x), reference.predict_proba(x), atol=1e-8)
