@@ -349,12 +349,12 @@ def label(
 ) -> None:
     """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
     from fewshot.dataio import read_texts
-    from fewshot.label_screen import TerminalScreen
-    from fewshot.labeling import label_file
+    from fewshot.label_screen import TerminalScreen, label_file
 
     read_texts(_path(file), text_field)  # validate before creating anything
-    options = {"order": order, "random_state": random_state, "retry_skipped": retry_skipped}
-    label_file(_open(ctx, create=True), file, TerminalScreen(), text_field, **options)
+    workspace = _open(ctx, create=True)
+    screen = TerminalScreen()
+    label_file(workspace, file, screen, text_field, order, random_state, retry_skipped)
 
 
 @cli.command()
