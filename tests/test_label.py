@@ -6,6 +6,7 @@ texts were asked and how they were answered).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -209,3 +210,32 @@ def test_killed_session_loses_no_decision(
         question = session.current()
         assert question is not None
         assert question.text == INBOX[3]
+
+
+@pytest.mark.slow
+def test_crossing_the_threshold_trains_in_the_background_and_a_new_model_is_announced(
+    store_dir: Path,
+) -> None:
+    with Workspace.create(store_dir, min_per_label=2) as ws:
+        ws.config("max_steps", "5")
+        ws.add(["I want my money back for this order"], "refund")
+        ws.add(["Where is my parcel? It was due on Monday"], "shipping")
+        ws.add(["I can't log in to my account"], "account")
+        session = LabelSession(ws, INBOX[1:4], order="file")
+        assert session.answer("refund").message == "Labeled 'refund'."
+        crossing = session.answer("shipping")  # the second label reaches 2: training is due
+        assert "SetFit training started in the background" in crossing.message
+        # The training is this process's child: wait for it to exit (unless the subprocess
+        # module reaped it already).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(-1, 0)
+        status = ws.status()
+        assert status["training"] is False
+        assert [m["version"] for m in status["models"]] == [1]
+        with Workspace.open(store_dir) as other:
+            other.rollback(1)  # serve it whether or not the gate promoted it
+        reply = session.answer("s")
+        assert reply.notice == "Model 1 now answers."
+        question = session.current()
+        assert question is None  # the three texts are decided
+        assert ws.classify(["Please refund my purchase"])[0].stage == "setfit"
