@@ -160,16 +160,13 @@ def _cross_validate(
         test_texts = [texts[i] for i in test]
         by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
         fit = [i for i in train if labels[i] in trained_labels]
-        model = train_model(
-            copy.deepcopy(base),
-            [texts[i] for i in fit],
-            [labels[i] for i in fit],
-            config,
-            workdir,
-            progress,
-            callbacks,
-        )
-        answers = _answer(model, test_texts, by_retrieval, confidence)
+        answers = by_retrieval  # a fold left with one trained label has no model to fit
+        if len({labels[i] for i in fit}) >= 2:
+            fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
+            model = train_model(
+                copy.deepcopy(base), fit_texts, fit_labels, config, workdir, progress, callbacks
+            )
+            answers = _answer(model, test_texts, by_retrieval, confidence)
         gold = np.asarray([labels[i] for i in test])
         candidate[test] = np.asarray([a.label for a in answers]) == gold
         retrieval[test] = np.asarray([p.label for p in by_retrieval]) == gold

@@ -235,7 +235,10 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
         "shipping",
         train="never",
     )
+    leftover = ws.path / "models" / ".train-killed"  # what a SIGKILL mid-training leaves
+    leftover.mkdir()
     better = ws.train(force=True)
+    assert not leftover.exists()
     assert better.metrics["baseline"] == f"setfit:v{worse.version}"
     assert better.metrics["compared_on"] == 4
     assert better.promoted is True
@@ -282,3 +285,19 @@ def test_a_saved_model_loads_with_the_same_predictions(tmp_path: Path) -> None:
     (tmp_path / "saved" / "head.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(WorkspaceError, match="the model's head is missing or unreadable"):
         SetFitModel.load(tmp_path / "saved")
+
+
+@pytest.mark.slow
+def test_background_training_runs_detached_and_records_a_version(tmp_path: Path) -> None:
+    with Workspace.create(tmp_path / "ws") as ws:
+        for key, value in (("max_steps", "1"), ("gate_folds", "2")):
+            ws.config(key, value)
+        ws.add(SHIPPING, "shipping")
+        ws.add(BILLING, "billing", train="never")
+        assert ws.training_due() == "2 labels reached 8 examples"
+        process = ws.start_background_training()
+        assert process is not None
+        assert process.wait(timeout=600) == 0, (ws.path / "training.log").read_text()
+        status = ws.status()
+        assert ([m["version"] for m in status["models"]], status["training"]) == ([1], False)
+        assert ws.training_due() is None
