@@ -109,9 +109,11 @@ def _trained(report: Any) -> None:
 @click.pass_context
 def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
-    from fewshot.dataio import parse_lines
+    from fewshot.dataio import clean_text, parse_lines
 
     items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
+    clean_text(label, "label", "--label")  # validate before creating anything
+    _ = [clean_text(text, "text", f"text {i}") for i, text in enumerate(items, start=1)]
     workspace = _open(ctx, create=True)
     _report(workspace.add(items, label, relabel=relabel, progress=_progress()), workspace)
 

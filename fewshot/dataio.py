@@ -70,7 +70,9 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, row dict) for a CSV, TSV or JSONL file."""
     content = read_text_file(path)
     if fmt == "jsonl":
-        for number, line in enumerate(content.splitlines(), start=1):
+        # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and others,
+        # which json.dumps(ensure_ascii=False) leaves raw inside strings.
+        for number, line in enumerate(content.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -97,7 +99,12 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _field(path: Path, number: int, row: dict[str, Any], name: str, what: str) -> str:
     where = f"{path}, line {number}"
-    if name not in row or row[name] is None:
+    if name in row and row[name] is None:  # a CSV row with too few fields, or a JSON null
+        raise DataError(
+            f"{where}: expected a {what} under '{name}', found none (a row with too few "
+            f"fields, or null); give every row a {what}."
+        )
+    if name not in row:
         found = ", ".join(repr(k) for k in row if k is not None) or "none"
         raise DataError(
             f"{where}: no '{name}' {'column' if what else 'field'} (found {found}); "

@@ -44,6 +44,7 @@ def _short(text: str, width: int = 70) -> str:
 def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 3) -> Any:
     """Return a rich Table of prediction records, with the top neighbours when present."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=True)
     table.add_column("text", overflow="fold")
@@ -55,7 +56,10 @@ def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 
         for near in (record.get("neighbors") or [])[:shown_neighbors]:
             text += f"\n  {near['similarity']:.2f}  [{near['label']}] {_short(near['text'], 60)}"
         stage = record["stage"] + (f" ({record['fallback']})" if record.get("fallback") else "")
-        table.add_row(text, record["label"], f"{record['confidence']:.2f}", stage)
+        # Text(...): user texts and labels are shown as they are, never read as rich markup
+        # (a "[label]" would otherwise vanish as an unknown style tag).
+        confidence = f"{record['confidence']:.2f}"
+        table.add_row(Text(text), Text(record["label"]), confidence, Text(stage))
     return table
 
 
@@ -65,13 +69,13 @@ def status_table(status: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"workspace {status['path']}", show_header=True)
+    table = Table(title=Text(f"workspace {status['path']}"), show_header=True)
     table.add_column("label")
     table.add_column("examples", justify="right")
     table.add_column(f"to threshold ({status['threshold']})", justify="right")
     for label, count in status["labels"].items():
         left = max(status["threshold"] - count, 0)
-        table.add_row(label, str(count), "reached" if left == 0 else str(left))
+        table.add_row(Text(label), str(count), "reached" if left == 0 else str(left))
     model = status["model"] if status["model"] is not None else "none"
     summary = (
         f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"

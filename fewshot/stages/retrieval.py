@@ -178,7 +178,10 @@ class RetrievalStage:
         scores, neighbors = self.scores(vectors)
         predictions = []
         for text, row, near in zip(texts, scores, neighbors):
-            best = pick(row, [n.label for n in near], classes)
+            # FAISS orders equally similar neighbours by id; rank them by label name instead,
+            # so a tie never depends on the order the examples were added in.
+            ranked = sorted(near, key=lambda n: (-n.similarity, n.label))
+            best = pick(row, [n.label for n in ranked], classes)
             predictions.append(
                 Prediction(
                     text=text,
