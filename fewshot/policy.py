@@ -51,7 +51,10 @@ SETTINGS: dict[str, Setting] = {
         int, 8, lambda v: v >= 1, "an integer >= 1", "examples per label at which SetFit trains"
     ),
     "max_steps": Setting(
-        int, 100, lambda v: v >= 1, "an integer >= 1", "step cap of one SetFit training"
+        int, 50, lambda v: v >= 1, "an integer >= 1", "step cap of one SetFit training"
+    ),
+    "pairs_per_example": Setting(
+        int, 10, lambda v: v >= 2, "an integer >= 2", "contrastive pairs drawn per example"
     ),
     "retrain_growth": Setting(
         float, 0.5, lambda v: v > 0, "a number > 0", "growth of the labeled set that retrains"

@@ -92,6 +92,7 @@ def config_of(settings: dict[str, Any]) -> SetFitConfig:
     """Return the training recipe from the workspace's settings."""
     return SetFitConfig(
         max_steps=int(policy.setting(settings, "max_steps")),
+        pairs_per_example=int(policy.setting(settings, "pairs_per_example")),
         learning_rate=float(policy.setting(settings, "learning_rate")),
         random_state=int(policy.setting(settings, "random_state")),
     )
