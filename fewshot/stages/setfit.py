@@ -166,11 +166,18 @@ def fine_tune(
     trainer = _SampledPairs(model=model, args=args, callbacks=list(callbacks))
     trainer.st_trainer.args.disable_tqdm = not progress
     trainer.st_trainer.args.dataloader_pin_memory = False  # CPU: pinning only warns
-    if not progress:  # the printer callbacks write loss dicts to stdout
-        from transformers import PrinterCallback, ProgressCallback
+    from transformers import PrinterCallback, ProgressCallback
 
-        trainer.st_trainer.remove_callback(PrinterCallback)
-        trainer.st_trainer.remove_callback(ProgressCallback)
+    class _Bar(ProgressCallback):
+        """The progress bar alone: the stock one also prints the run's summary dict."""
+
+        def on_log(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    trainer.st_trainer.remove_callback(PrinterCallback)
+    trainer.st_trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.st_trainer.add_callback(_Bar())
     trainer.train_embeddings(list(texts), list(labels), args=args)
 
 
