@@ -85,7 +85,9 @@ def check_record(record: dict[str, Any], text: str, label: str) -> None:
 
 
 def test_classify_arguments_default_to_jsonl_in_a_pipe(unchanged: Path) -> None:
-    out = records(run(unchanged, "classify", "Where is my parcel?", "I can't log in"))
+    result = run(unchanged, "classify", "Where is my parcel?", "I can't log in")
+    out = records(result)
+    assert result.stderr == ""  # no progress bar or chatter in a pipe
     assert len(out) == 2
     check_record(out[0], "Where is my parcel?", "shipping")
     check_record(out[1], "I can't log in", "account")

@@ -72,6 +72,15 @@ def test_tricky_csv_and_jsonl_read_the_same() -> None:
     assert ("first line\nsecond line\r\nthird line", "multi\nline") in from_csv
 
 
+def test_an_excel_style_csv_with_bom_and_crlf_imports(workspace: Workspace, tmp_path: Path) -> None:
+    file = tmp_path / "excel.csv"
+    file.write_bytes(
+        b'\xef\xbb\xbftext,label\r\n"Caf\xc3\xa9, please",food\r\nWhere is it?,shipping\r\n'
+    )
+    assert workspace.import_file(file).added == 2
+    assert labeled_set(workspace) == [("Café, please", "food"), ("Where is it?", "shipping")]
+
+
 def test_tsv_import(workspace: Workspace) -> None:
     result = workspace.import_file(DATA / "labels.tsv")
     assert result.added == 2
