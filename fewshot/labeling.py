@@ -39,7 +39,7 @@ import numpy as np
 from fewshot.active import DEFAULT_ORDER, Pool
 from fewshot.dataio import clean_text
 from fewshot.errors import DataError
-from fewshot.stages.retrieval import RetrievalStage, Vote
+from fewshot.stages.retrieval import DEFAULT_K, RetrievalStage, Vote
 from fewshot.values import Prediction
 
 if TYPE_CHECKING:
@@ -243,7 +243,8 @@ class LabelSession:
             return None
         scores = None
         if self.pool.needs_scores and len(self.labels()) >= 2:
-            stage = RetrievalStage(self.workspace.memory(), Vote())
+            k = int(self.workspace.store.get_setting("k", DEFAULT_K))
+            stage = RetrievalStage(self.workspace.memory(), Vote(k=k))
             scores, _ = stage.scores(self.pool.vectors[candidates])
         return self.pool.pick(candidates, scores)
 
