@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from fewshot.active import DEFAULT_ORDER
 from fewshot.dataio import read_texts
 from fewshot.errors import DataError
-from fewshot.labeling import LabelSession, Progress, Question, Reply
+from fewshot.labeling import LabelSession, Progress, Question, Reply, parse_answer
 
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
@@ -100,9 +100,12 @@ class TerminalScreen:
     def ask(self, question: Question) -> str | None:
         """Show ``question``; return the answer, or None at the end of the input."""
         self.console.print(question_view(question))
+        return self._read(len(question.labels))
+
+    def _read(self, n_labels: int) -> str | None:
         self.console.print("> ", end="")
         if self.single_keys:
-            return self._key(len(question.labels))
+            return self._key(n_labels)
         try:
             line = self.stdin.readline()
         except KeyboardInterrupt:
@@ -135,6 +138,14 @@ class TerminalScreen:
             return key + input()
         except (KeyboardInterrupt, EOFError):
             return "q"
+
+    def ask_done(self) -> str | None:
+        """Say that every text is decided; return the answer (``u`` undoes) or None."""
+        self.console.print(
+            "Every text of the file is decided: [bold]u[/] undoes the last decision, "
+            "any other answer ends the session."
+        )
+        return self._read(0)
 
     def tell(self, reply: Reply) -> None:
         """Show the outcome of an answer."""
@@ -170,15 +181,23 @@ class Screen(Protocol):
     def tell(self, reply: Reply) -> None:
         """Show the outcome of an answer."""
 
+    def ask_done(self) -> str | None:
+        """Say that every text is decided; return the answer (``u`` undoes) or None."""
+
     def finish(self, progress: Progress) -> None:
         """Show the summary at the end."""
 
 
 def run(session: LabelSession, screen: Screen) -> Progress:
-    """Ask until the texts run out, the user quits, or the input ends; return the progress."""
-    while (question := session.current()) is not None:
-        raw = screen.ask(question)
-        if raw is None:
+    """Ask until the user quits or the input ends; return the progress.
+
+    When every text is decided, one more answer is read: ``u`` undoes the last decision (its
+    text is asked again), anything else ends the session.
+    """
+    while True:
+        question = session.current()
+        raw = screen.ask(question) if question is not None else screen.ask_done()
+        if raw is None or (question is None and parse_answer(raw).kind != "undo"):
             break
         reply = session.answer(raw)
         screen.tell(reply)

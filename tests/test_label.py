@@ -108,6 +108,20 @@ def test_undo_skip_then_label_it(
     assert log(store_dir)[0][1:] == ("skip", None, 1)
 
 
+def test_undo_after_the_last_text(
+    tickets_workspace: Workspace, store_dir: Path, inbox: Path
+) -> None:
+    tickets_workspace.close()
+    # Four skips and a label decide the file; u still undoes the label, 1 relabels the text.
+    output = label(store_dir, inbox, "s\ns\ns\ns\n4\nu\n1\n")
+    assert "Every text of the file is decided" in output
+    assert labels_of(store_dir) == {INBOX[4]: "account"}
+    assert [(action, label, undone) for _, action, label, undone in log(store_dir)][-2:] == [
+        ("label", "technical", 1),
+        ("label", "account", 0),
+    ]
+
+
 def test_resume_never_asks_again(
     tickets_workspace: Workspace, store_dir: Path, inbox: Path
 ) -> None:
