@@ -147,7 +147,10 @@ def _cross_validate(
     settings = ws.store.settings()
     texts = [e.text for e in examples]
     labels = [e.label for e in examples]
-    vectors = ws.encoder.encode(texts)
+    ws.memory()  # embeds any example that has no stored embedding yet
+    ids, matrix = ws.store.embeddings(ws.encoder.key)
+    row = {int(i): r for r, i in enumerate(ids)}
+    vectors = matrix[[row[e.id] for e in examples]]
     folds = int(policy.setting(settings, "gate_folds"))
     fold = _folds(labels, folds, config.random_state)
     confidence = float(policy.setting(settings, "new_label_confidence"))
@@ -277,7 +280,10 @@ def _train_in(
     version = registry.next_version(ws.store)
     staged = workdir / "model"
     model.save(staged)
-    os.replace(staged, registry.models_dir(ws.path) / str(version))
+    target = registry.models_dir(ws.path) / str(version)
+    if target.exists():  # renamed into place by a training killed before it was recorded
+        shutil.rmtree(target)
+    os.replace(staged, target)
     metrics = {
         "cv_accuracy": float(candidate.mean()),
         "retrieval_cv_accuracy": float(retrieval.mean()),

@@ -237,8 +237,13 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     )
     leftover = ws.path / "models" / ".train-killed"  # what a SIGKILL mid-training leaves
     leftover.mkdir()
+    orphan = ws.path / "models" / str(worse.version + 1)  # killed after the rename
+    orphan.mkdir()
+    (orphan / "junk").write_text("x")
     better = ws.train(force=True)
     assert not leftover.exists()
+    assert better.version == worse.version + 1
+    assert not (orphan / "junk").exists() and (orphan / "head.json").is_file()
     assert better.metrics["baseline"] == f"setfit:v{worse.version}"
     assert better.metrics["compared_on"] == 4
     assert better.promoted is True
