@@ -86,30 +86,56 @@ def accuracy_tables(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> 
     return out
 
 
-def _mean(
-    cells: dict[tuple[str, int, str], list[dict[str, Any]]], key: tuple[str, int, str]
-) -> float:
-    return statistics.fmean(figure(r) for r in cells[key])
+def paired(
+    cells: dict[tuple[str, int, str], list[dict[str, Any]]], d: str, n: int, a: str, b: str
+) -> float | None:
+    """Mean of (a - b) over the seeds both methods ran on (dataset d, N = n), or None."""
+    first = {r["seed"]: figure(r) for r in cells.get((d, n, a), [])}
+    second = {r["seed"]: figure(r) for r in cells.get((d, n, b), [])}
+    seeds = sorted(set(first) & set(second))
+    return statistics.fmean(first[s] - second[s] for s in seeds) if seeds else None
 
 
 def comparison(cells: dict[tuple[str, int, str], list[dict[str, Any]]], target: str) -> list[str]:
-    """Mean difference target - baseline over the datasets where both ran, per N."""
-    out = [f"| N | baseline | datasets | {target} - baseline (points, mean) | wins / losses |",
-           "|---|---|---|---|---|"]  # fmt: skip
+    """Mean paired difference target - baseline (same support sets), per N."""
+    out = [f"| N | baseline | datasets (seed pairs) | {target} - baseline (points, mean) | "
+           "wins / losses (datasets) |", "|---|---|---|---|---|"]  # fmt: skip
     for n in sorted({key[1] for key in cells}):
         for base in METHODS:
             if base == target:
                 continue
-            both = [d for d in ALL_DATASETS if (d, n, target) in cells and (d, n, base) in cells]
-            if not both:
+            diffs, pairs = [], 0
+            for d in ALL_DATASETS:
+                diff = paired(cells, d, n, target, base)
+                if diff is not None:
+                    diffs.append(diff)
+                    seeds_a = {r["seed"] for r in cells[(d, n, target)]}
+                    pairs += len(seeds_a & {r["seed"] for r in cells[(d, n, base)]})
+            if not diffs:
                 continue
-            diffs = [_mean(cells, (d, n, target)) - _mean(cells, (d, n, base)) for d in both]
             wins = sum(x > 0 for x in diffs)
             losses = sum(x < 0 for x in diffs)
             out.append(
-                f"| {n} | {base} | {len(both)} | {statistics.fmean(diffs):+.1f} | "
+                f"| {n} | {base} | {len(diffs)} ({pairs}) | {statistics.fmean(diffs):+.1f} | "
                 f"{wins} / {losses} |"
             )
+    return [*out, ""]
+
+
+def per_dataset(cells: dict[tuple[str, int, str], list[dict[str, Any]]], target: str) -> list[str]:
+    """Paired differences target - baseline per dataset and N (where the target ran)."""
+    out = [f"| dataset | N | seeds | {target} | " + " | ".join(f"- {m}" for m in METHODS
+           if m != target) + " |", "|---" * (len(METHODS) + 3) + "|"]  # fmt: skip
+    for d in ALL_DATASETS:
+        for n in sorted({key[1] for key in cells}):
+            runs = cells.get((d, n, target))
+            if not runs:
+                continue
+            diffs = [paired(cells, d, n, target, m) for m in METHODS if m != target]
+            shown = ["-" if x is None else f"{x:+.1f}" for x in diffs]
+            seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+            mean = statistics.fmean(figure(r) for r in runs)
+            out.append(f"| {d} | {n} | {seeds} | {mean:.1f} | " + " | ".join(shown) + " |")
     return [*out, ""]
 
 
@@ -238,7 +264,9 @@ def render(records: list[dict[str, Any]], speed: Path, picture: str | None) -> s
         lines += [f"![accuracy against N]({picture})", ""]
     lines += ["## knn (retrieval stage) vs wknn (plain weighted kNN, issue 2)", ""]
     lines += comparison({k: v for k, v in cells.items() if k[2] in ("knn", "wknn")}, "knn")
-    lines += ["## fewshot (automatic pipeline) vs each baseline", "", *comparison(cells, "fewshot")]
+    lines += ["## fewshot (automatic pipeline) vs each baseline", ""]
+    lines += ["Paired on the same support sets (same dataset, N and seed).", ""]
+    lines += [*comparison(cells, "fewshot"), *per_dataset(cells, "fewshot")]
     lines += ["## Training time and throughput", "", *cost_table(cells)]
     lines += ["## Speed", "", *speed_section(speed)]
     lines += ["## Missing cells", "", *missing(records)]
