@@ -104,8 +104,10 @@ def plain_setfit_seconds(texts: list[str], labels: list[str], seed: int) -> floa
 def training(tmp: Path, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
     from fewshot.workspace import Workspace
 
-    with Workspace.create(tmp / "train-ws", min_per_label=10**6) as ws:  # no automatic run
-        ws.add(texts, labels)
+    with Workspace.create(
+        tmp / "train-ws", min_per_label=min(labels.count(x) for x in labels)
+    ) as ws:
+        ws.add(texts, labels, train="never")  # train below, timed, not inside the add
         train = getattr(ws, "train", None)
         if train is None:
             return {"what": "SetFit training", "skipped": "Workspace.train does not exist yet"}
@@ -124,7 +126,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="support examples per label")
     parser.add_argument("--texts", type=int, default=500, help="texts for the throughput")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--no-training", action="store_true", help="skip the SetFit timing")
+    parser.add_argument(
+        "--parts", default="cold,throughput,training", help="which measurements (comma list)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "speed.json")
     args = parser.parse_args()
 
@@ -133,25 +137,33 @@ def main() -> None:
     train_texts, train_labels = read_split(args.data_dir, args.dataset, "train")
     test_texts, _ = read_split(args.data_dir, args.dataset, "test")
     texts, labels = sample_support(train_texts, train_labels, args.n, seed=0)
+    parts = set(args.parts.split(","))
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="fewshot-speed-") as name:
         tmp = Path(name)
-        with Workspace.create(tmp / "ws", min_per_label=10**6) as ws:
-            ws.import_file(ROOT / "examples" / "tickets.csv")
-        rows += cold_start(tmp / "ws", args.repeat)
-        with Workspace.create(tmp / "ws2", min_per_label=10**6) as ws:
-            ws.add(texts, labels)
-            rows.append(throughput(ws, test_texts[: args.texts]))
-        if not args.no_training:
+        if "cold" in parts:
+            with Workspace.create(tmp / "ws", min_per_label=10**6) as ws:
+                ws.import_file(ROOT / "examples" / "tickets.csv")
+            rows += cold_start(tmp / "ws", args.repeat)
+        if "throughput" in parts:
+            with Workspace.create(tmp / "ws2", min_per_label=10**6) as ws:
+                ws.add(texts, labels)
+                rows.append(throughput(ws, test_texts[: args.texts]))
+        if "training" in parts:
             result = training(tmp, texts, labels, seed=0)
             if "skipped" in result:
                 notes.append(f"{result['what']} not measured: {result['skipped']}.")
             else:
                 rows.append(result)
-    notes.append(f"support set: {args.dataset}, {args.n} per label, seed 0; "
-                 f"throughput on its first {args.texts} test texts.")  # fmt: skip
+    notes.append(f"{time.strftime('%H:%M UTC', time.gmtime())}: {', '.join(sorted(parts))} on "
+                 f"{args.dataset}, {args.n} per label, seed 0 (throughput: its first "
+                 f"{args.texts} test texts).")  # fmt: skip
+    # Rows of parts not measured now are kept from the previous run (each row is a ratio
+    # measured within one run, so rows of different runs stay comparable).
+    old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "notes": []}
+    kept = [r for r in old["rows"] if r["what"] not in {x["what"] for x in rows}]
     report = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "rows": rows, "notes": notes}  # fmt: skip
+              "rows": kept + rows, "notes": old.get("notes", []) + notes}  # fmt: skip
     write_json(args.out, report)
     print(json.dumps(report, indent=1))
 
