@@ -41,6 +41,63 @@ FULL_GRID = (
 )
 # Written by hand after reading the figures below; report.py keeps it with the tables.
 NOTES = """\
+Written by hand on 2026-11-26 from the cells present then; the tables below are generated.
+Reread this note against them after a rerun.
+
+**Coverage.** knn, wknn and logreg ran on all ten datasets at N = 8, 16, 32 and 64 with seeds
+0, 1 and 2. The machine was shared (2 cores, load 5 to 16 while the grid ran): one SetFit
+training of 40 steps took 8 to 15 minutes, so the fine-tuned methods (setfit, setfit-default,
+fewshot) have N = 8, seed 0 cells only, on the datasets listed in the tables; every N = 64
+SetFit-based cell and seeds 1 and 2 are missing (see "Missing cells"). Whatever is said
+below about fine-tuned methods rests on one support set per dataset.
+
+**knn vs wknn (issue 2's check).** The retrieval stage beats plain similarity-weighted kNN
+(k = 10, weights = cosine) on the same support sets at every N: +2.1 points at N = 8 (9 of
+10 datasets; cr -0.2), +3.2 at 16, +4.1 at 32, +4.9 at 64 (10 of 10); the gap is largest on
+the multi-class sets (trec6 +10.9, emotion +7.5 at N = 64). Why: wknn looks at 10 neighbours
+whatever N is, and MiniLM's cosines sit in a narrow band, so summing them is close to a
+majority count among 10: more examples per label barely help it, and a label whose examples
+are spread out loses to one with a dense cluster. The retrieval stage puts 70% of its weight
+on the similarity to each label's prototype (the mean of all its examples, which improves
+with every example) and sharpens the neighbour vote (exp(similarity / 0.1)).
+
+**knn vs logreg.** Logistic regression on the same frozen embeddings is 0.5 to 1.0 point
+better on average and clearly ahead on trec6 (5.7 points at N = 64) and
+amazon_counterfactual_en (4.6 MCC points at N = 64): a learned linear boundary can weigh the
+few embedding directions that separate question types or counterfactual phrasing, which a
+similarity average cannot. knn is ahead on emotion. Both train in well under a second.
+
+**fewshot vs the baselines, N = 8.** Where it ran, the automatic pipeline trained SetFit
+during the import (8 per label reaches the default threshold), its cross-validated gate
+promoted the model, and that model answered every test text. On the two binary sets it was
+ahead of knn, wknn, logreg and setfit-default (+1.4 to +5.7 points on the same support
+sets), and against the paper-budget setfit it won on cr (+1.5) and lost on
+amazon_counterfactual_en (-4.4 MCC points). Why: contrastive fine-tuning pulls same-label
+texts together, which no frozen-embedding method can do; the pipeline uses a quarter of the
+paper's pairs (10 per example, at most 50 steps, because its gate trains three more times),
+a likely reason it trails the paper-budget run on amazon. **On ag_news (4 labels) it failed:
+25.1% accuracy, MCC 0.00, i.e. chance, where knn scores 78.6 on the same support set**, yet
+the gate promoted the model. That is a defect, not noise (whether of the model's training,
+its serving or the gate is not diagnosed here); it was measured with the pipeline code of
+about 02:15 UTC (the record's `code` field) and needs an issue. With it,
+fewshot is on average far behind every baseline at N = 8; without it, ahead of all but the
+paper-budget setfit. These are single support sets, and knn's seed-to-seed spread on them is
+large (cr: 6.6 points).
+
+**fewshot, N = 64.** Not measured: no SetFit-based cell ran at N = 64 on this machine.
+
+**Our setfit vs the paper.** At seed 0, amazon_counterfactual_en 17.6 MCC (paper MiniLM:
+19.7) and cr 55.9 (paper: 71.6). cr's seed-0 support set is a hard draw (knn: 55.6 on it,
+63.1 over three seeds) and the paper averages ten draws, so one draw does not test its
+figure.
+
+**Speed.** The fewshot pipeline's training took 4.9 times as long as one plain setfit run on
+the same 16 examples. It trains four models (three folds of the gate, then the final one),
+with fewer optimiser steps in all than the plain run at this size (10 pairs per example
+instead of 40), so the extra time is per-training overhead and the gate's scoring; the two
+were timed one after the other on a shared machine, so the ratio is rough. A cold one-text
+`fewshot classify` and batch classification cost about the same as the bare
+sentence-transformers equivalents (ratios 0.95 and 1.04).
 """
 
 
@@ -220,15 +277,16 @@ def speed_section(path: Path) -> list[str]:
     if not path.exists():
         return ["Not measured yet: run `.venv/bin/python benchmarks/speed.py`.", ""]
     data = json.loads(path.read_text(encoding="utf-8"))
-    out = [f"Measured in one run of `benchmarks/speed.py` on {data.get('machine', '?')} "
-           f"({data.get('when', '?')}); ratio = fewshot / baseline.", "",
+    out = [f"Measured by `benchmarks/speed.py` on {data.get('machine', '?')} (last run "
+           f"{data.get('when', '?')}); each row's two sides ran in the same run; "
+           "ratio = fewshot / baseline.", "",
            "| what | fewshot | baseline | ratio |", "|---|---|---|---|"]  # fmt: skip
     for row in data["rows"]:
         out.append(
             f"| {row['what']} | {row['fewshot']:.3g} {row['unit']} | "
             f"{row['baseline']:.3g} {row['unit']} ({row['baseline_name']}) | {row['ratio']:.2f} |"
         )
-    return [*out, *(f"- {note}" for note in data.get("notes", [])), ""]
+    return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
 
 def render(records: list[dict[str, Any]], speed: Path, picture: str | None) -> str:
@@ -262,8 +320,10 @@ def render(records: list[dict[str, Any]], speed: Path, picture: str | None) -> s
     lines += ["## Accuracy", "", *accuracy_tables(cells)]
     if picture:
         lines += [f"![accuracy against N]({picture})", ""]
-    lines += ["## knn (retrieval stage) vs wknn (plain weighted kNN, issue 2)", ""]
-    lines += comparison({k: v for k, v in cells.items() if k[2] in ("knn", "wknn")}, "knn")
+    lines += ["## knn (retrieval stage) vs wknn (plain weighted kNN, issue 2) and logreg", ""]
+    lines += ["Paired on the same support sets (same dataset, N and seed).", ""]
+    frozen = {k: v for k, v in cells.items() if k[2] in ("knn", "wknn", "logreg")}
+    lines += comparison(frozen, "knn")
     lines += ["## fewshot (automatic pipeline) vs each baseline", ""]
     lines += ["Paired on the same support sets (same dataset, N and seed).", ""]
     lines += [*comparison(cells, "fewshot"), *per_dataset(cells, "fewshot")]
