@@ -324,14 +324,14 @@ class Workspace:
         llm_stage = configured(stage.memory, self.store.settings(), llm, k)
         vectors = self.encoder.encode(cleaned, progress=progress)
         predictions = stage.predict(cleaned, vectors, explain=explain)
+        if llm_stage is not None:
+            # A configured LLM is the user's explicit choice, and the SetFit gate cannot
+            # measure it without spending LLM calls, so SetFit never takes over from it.
+            return llm_stage.predict(vectors, predictions, explain=explain, progress=progress)
         from fewshot.training import serve
 
         served = serve(self, cleaned, predictions, k, explain=explain)
-        if served is not None:  # a promoted SetFit model answers (retrieval: unseen labels)
-            return served
-        if llm_stage is None:
-            return predictions
-        return llm_stage.predict(vectors, predictions, explain=explain, progress=progress)
+        return predictions if served is None else served  # SetFit; retrieval: unseen labels
 
     def prompt(
         self, text: str, k: int | None = None, llm: LLMSettings | bool | None = None
@@ -382,13 +382,15 @@ class Workspace:
     def status(self) -> dict[str, Any]:
         """Return the workspace's state (the ``status`` contract of DESIGN.md)."""
         from fewshot import models, training
+        from fewshot.backends.base import resolve
 
         serving = models.serving(self.store)
+        stage = "retrieval" if serving is None else "setfit"
         return {
             "path": str(self.path),
             "examples": self.store.count(),
             "labels": self.store.label_counts(),
-            "stage": "retrieval" if serving is None else "setfit",
+            "stage": "llm" if resolve(None, self.store.settings()) is not None else stage,
             "threshold": self.min_per_label,
             "encoder": self.model,
             "model": None if serving is None else serving["version"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from chat_server import ChatServer, Reply
 from click.testing import CliRunner
 from transformers import TrainerCallback
 
@@ -138,6 +139,24 @@ def test_classify_answers_from_setfit_exactly_when_status_says_so(trained: dict[
     ws.rollback()
     assert ws.status()["stage"] == "retrieval"
     assert [p.stage for p in ws.classify(texts)] == ["retrieval", "retrieval"]
+
+
+def test_a_configured_llm_answers_even_while_a_model_serves(trained: dict[str, Any]) -> None:
+    ws = trained["ws"]
+    ws.rollback(1)
+    query = QUERIES["billing"]
+    with ChatServer() as server:
+        server.respond(lambda request: Reply("shipping"))  # not SetFit's answer: proves the LLM
+        ws.config("llm_url", server.url)
+        try:
+            assert ws.status()["stage"] == "llm"
+            answer = ws.classify([query])[0]
+        finally:
+            ws.config("llm_url", unset=True)
+    assert (answer.label, answer.stage) == ("shipping", "llm")
+    assert len(server.chats) == 1
+    assert ws.status()["stage"] == "setfit"
+    assert ws.classify([query])[0].stage == "setfit"
 
 
 def test_a_label_the_model_never_saw_is_still_predicted(trained: dict[str, Any]) -> None:
