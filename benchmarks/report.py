@@ -266,7 +266,11 @@ def plot(cells: dict[tuple[str, int, str], list[dict[str, Any]]], path: Path) ->
         ax.set_xlabel("examples per label (N)")
     for ax in list(axes.flat)[len(datasets) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:  # one legend for every method, whichever panel drew it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower right", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
