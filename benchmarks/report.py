@@ -260,7 +260,8 @@ def plot(cells: dict[tuple[str, int, str], list[dict[str, Any]]], path: Path) ->
             values = [[figure(r) for r in cells[(d, n, m)]] for n in ns]
             means = [statistics.fmean(v) for v in values]
             errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=m)
+            color = f"C{METHODS.index(m)}"  # the same colour for a method in every panel
+            ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=m, color=color)
         ax.set_xscale("log", base=2)
         ax.set_title(f"{d} ({'MCC' if d in MCC_DATASETS else 'accuracy'} x 100)")
         ax.set_xlabel("examples per label (N)")
