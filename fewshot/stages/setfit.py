@@ -198,8 +198,10 @@ class Head:
 
         model = LogisticRegression(C=c, max_iter=2000, random_state=random_state)
         model.fit(vectors, list(labels))
-        coef = np.asarray(model.coef_, dtype=np.float64)
-        intercept = np.asarray(model.intercept_, dtype=np.float64)
+        # C order: sklearn's coef_ can be Fortran-ordered, and safetensors writes the bytes
+        # in memory order, so a Fortran array would load back transposed.
+        coef = np.ascontiguousarray(model.coef_, dtype=np.float64)
+        intercept = np.ascontiguousarray(model.intercept_, dtype=np.float64)
         if len(model.classes_) == 2:  # sklearn keeps one row for two classes
             coef = np.vstack([-coef / 2, coef / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
@@ -255,9 +257,8 @@ class SetFitModel:
 
         path.mkdir(parents=True, exist_ok=True)
         self.body.save(str(path / BODY_DIR), create_model_card=False, safe_serialization=True)
-        save_file(
-            {"coef": self.head.coef, "intercept": self.head.intercept}, str(path / HEAD_ARRAYS)
-        )
+        arrays = {"coef": self.head.coef, "intercept": self.head.intercept}
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / HEAD_ARRAYS))
         meta = {"format": HEAD_FORMAT, "classes": list(self.head.classes)}
         (path / HEAD_JSON).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
