@@ -103,11 +103,18 @@ class Encoder:
         """Encode ``texts`` to an ``(n, dim)`` float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.backend.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return encode_with(self.backend, texts, self.batch_size, progress)
+
+
+def encode_with(
+    backend: Any, texts: Sequence[str], batch_size: int, progress: bool = False
+) -> np.ndarray:
+    """Encode ``texts`` with a loaded SentenceTransformer to unit float32 vectors."""
+    vectors = backend.encode(
+        list(texts),
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        show_progress_bar=progress,
+        convert_to_numpy=True,
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -236,16 +236,11 @@ class SetFitModel:
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Encode ``texts`` with the fine-tuned encoder to unit float32 vectors."""
+        from fewshot.embed import encode_with
+
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        vectors = self.body.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return encode_with(self.body, texts, self.batch_size, progress)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return (n, n_classes) probabilities, columns in ``classes`` order."""
