@@ -83,7 +83,8 @@ against knn 78.6 and the paper-budget setfit 85.5, training in 91 s against the 
 1,012 s (the two timed at different loads, so the ratio is rough). On emotion (6 labels) the
 gate kept the candidate out (its cross-validated accuracy did not beat retrieval's), so
 retrieval answered and fewshot equals knn there (30.6; the paper-budget setfit: 33.4).
-On sst5 the promoted model gave 28.9 against setfit's 30.6. On enron_spam the gate kept retrieval (89.8; setfit 90.8). So at N = 8, seed 0,
+On sst5 the promoted model gave 28.9 against setfit's 30.6. On enron_spam the gate kept
+retrieval (89.8; setfit 90.8). So at N = 8, seed 0,
 the pipeline trails the paper-budget setfit on 5 of 6 datasets (by 1.0 to 4.4 points; ahead
 on cr): its budget of 10 pairs per example and 50 steps is too small, and the next change
 should spend the paper's budget on the final model. These are single support sets, and
