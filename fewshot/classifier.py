@@ -78,7 +78,9 @@ class FewShotClassifier:
         names = [clean_text(lab, "label", f"label {i}") for i, lab in enumerate(labels, start=1)]
         self.encoder_ = Encoder(self.model, batch_size=self.batch_size)
         self.memory_ = Memory.build(clean, names, self.encoder_.encode(clean))
-        self.classes_ = np.array(self.memory_.classes)
+        # Answer with the caller's label values (an int label stays an int), as sklearn does.
+        self._label_of = dict(zip(names, labels))
+        self.classes_ = np.array([self._label_of[name] for name in self.memory_.classes])
         return self
 
     def _stage(self) -> RetrievalStage:
@@ -97,4 +99,4 @@ class FewShotClassifier:
         """Return the predicted label of each text."""
         stage = self._stage()
         predictions = stage.predict(list(texts), self.encoder_.encode(list(texts)))
-        return np.array([p.label for p in predictions])
+        return np.array([self._label_of[p.label] for p in predictions])

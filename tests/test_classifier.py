@@ -58,6 +58,13 @@ def test_a_training_text_is_its_own_label(fitted: FewShotClassifier) -> None:
     assert fitted.predict(texts).tolist() == [label for _, label in TRAIN]
 
 
+def test_integer_labels_come_back_as_the_same_integers() -> None:
+    codes = {"finance": 0, "food": 1, "sports": 2}
+    clf = FewShotClassifier(k=3).fit([t for t, _ in TRAIN], [codes[lab] for _, lab in TRAIN])
+    assert clf.classes_.tolist() == [0, 1, 2]
+    assert clf.predict(list(TEST)).tolist() == [codes[lab] for lab in TEST.values()]
+
+
 def test_control_swapped_labels_give_swapped_answers() -> None:
     swap = {"sports": "food", "food": "sports", "finance": "finance"}
     clf = FewShotClassifier(k=3).fit([t for t, _ in TRAIN], [swap[lab] for _, lab in TRAIN])
