@@ -136,7 +136,20 @@ def read_labeled(
     ]
     if not rows:
         raise DataError(f"{path}: no rows found; expected a header and at least one example.")
+    check_one_label_per_text([(text, label, f"{path}, line {n}") for text, label, n in rows])
     return rows
+
+
+def check_one_label_per_text(rows: Iterable[tuple[str, str, str]]) -> None:
+    """Raise if one text has two labels among ``(text, label, where)`` rows; repeats are fine."""
+    seen: dict[str, tuple[str, str]] = {}
+    for text, label, where in rows:
+        first = seen.setdefault(text, (label, where))
+        if first[0] != label:
+            raise DataError(
+                f"{where}: this text is labeled '{label}' here but '{first[0]}' at "
+                f"{first[1]}; give each text one label."
+            )
 
 
 def read_texts(path: Path, text_field: str = "text") -> list[str]:

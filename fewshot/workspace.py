@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fewshot.dataio import clean_text, read_labeled
+from fewshot.dataio import check_one_label_per_text, clean_text, read_labeled
 from fewshot.embed import DEFAULT_MODEL, Encoder
 from fewshot.errors import ConfigError, DataError, WorkspaceError
 from fewshot.index import VectorIndex
@@ -217,20 +217,16 @@ class Workspace:
     def _add_rows(
         self, rows: Sequence[tuple[str, str, str]], source: str, relabel: bool, progress: bool
     ) -> AddResult:
+        check_one_label_per_text(rows)
         stored = self.store.find_texts([text for text, _, _ in rows])
-        seen: dict[str, tuple[str, str]] = {}
+        seen: set[str] = set()
         new: list[tuple[str, str]] = []
         changes: dict[int, str] = {}
         unchanged = 0
         for text, label, where in rows:
             if text in seen:
-                if seen[text][0] != label:
-                    raise DataError(
-                        f"{where}: this text is labeled '{label}' here but '{seen[text][0]}' at "
-                        f"{seen[text][1]}; give each text one label."
-                    )
                 continue
-            seen[text] = (label, where)
+            seen.add(text)
             old = stored.get(text)
             if old is None:
                 new.append((text, label))

@@ -476,3 +476,9 @@ def test_a_failed_add_or_import_into_a_new_store_creates_nothing(
 def test_classify_in_an_empty_workspace(tmp_path: Path) -> None:
     ok(run(tmp_path / "empty", "init"))
     fails(run(tmp_path / "empty", "classify", "hello"), "no labeled examples yet", "fewshot add")
+
+
+def test_a_bad_import_into_a_new_store_creates_no_workspace(tmp_path: Path) -> None:
+    store = tmp_path / "new"
+    fails(run(store, "import", str(DATA / "conflict.csv")), "conflict.csv, line 4", "'shipping'")
+    assert not (store / "fewshot.sqlite").exists()
