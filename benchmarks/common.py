@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -130,7 +131,10 @@ class EmbeddingCache:
 
 
 def machine() -> str:
-    """Return the CPU model and core count, e.g. ``AMD EPYC, 2 cores``."""
+    """Return the CPU model and core count (and the GPU, if torch sees one).
+
+    e.g. ``AMD EPYC, 2 cores``.
+    """
     model = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -139,7 +143,12 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
+    gpu = ""
+    if "torch" in sys.modules:  # training (setfit, fewshot) uses a GPU whenever torch sees one
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+    return f"{model}, {cores} cores{gpu}"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -44,6 +44,14 @@ def model_key(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
+def default_device() -> str:
+    """Return the torch device for encoding and training: ``$FEWSHOT_DEVICE``, else the CPU.
+
+    fewshot is built for the CPU; a user with a GPU may set ``FEWSHOT_DEVICE=cuda``.
+    """
+    return os.environ.get("FEWSHOT_DEVICE", "").strip() or "cpu"
+
+
 @functools.lru_cache(maxsize=4)
 def _load(location: str, device: str) -> Any:
     """Load a SentenceTransformer once per process (tests and benchmarks share it)."""
@@ -70,15 +78,15 @@ class Encoder:
     Args:
         model: A sentence-transformers model name, a local directory, or the default alias.
         batch_size: Texts per forward pass.
-        device: Torch device; the CPU by default.
+        device: Torch device; ``$FEWSHOT_DEVICE`` or the CPU by default.
     """
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"
+        self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str | None = None
     ) -> None:
         self.model = model
         self.batch_size = batch_size
-        self.device = device
+        self.device = device or default_device()
 
     @property
     def key(self) -> str:

@@ -51,10 +51,17 @@ SETTINGS: dict[str, Setting] = {
         int, 8, lambda v: v >= 1, "an integer >= 1", "examples per label at which SetFit trains"
     ),
     "max_steps": Setting(
-        int, 50, lambda v: v >= 1, "an integer >= 1", "step cap of one SetFit training"
+        int, 1000, lambda v: v >= 1, "an integer >= 1", "step cap of the SetFit model trained"
+    ),
+    "gate_max_steps": Setting(
+        int,
+        100,
+        lambda v: v >= 1,
+        "an integer >= 1",
+        "step cap of each model the promotion gate trains on its folds",
     ),
     "pairs_per_example": Setting(
-        int, 10, lambda v: v >= 2, "an integer >= 2", "contrastive pairs drawn per example"
+        int, 40, lambda v: v >= 2, "an integer >= 2", "contrastive pairs drawn per example"
     ),
     "retrain_growth": Setting(
         float, 0.5, lambda v: v > 0, "a number > 0", "growth of the labeled set that retrains"

@@ -2,10 +2,12 @@
 
 The gate (see :mod:`fewshot.policy`) is **stratified k-fold cross-validation** of the labeled
 set (``gate_folds``, default 3): each fold trains a candidate on the other folds with the
-same recipe and step cap, and the whole serving rule (model + retrieval for labels the model
-did not learn) answers the held-out fold. With a handful of examples per label a single
-held-out split would waste a third of them and its accuracy would swing by a whole example;
-cross-validation scores every example once. The serving stage is scored on the same
+same recipe, its steps capped at ``gate_max_steps`` (default 100; with the paper's 40 pairs per
+example that caps nothing below 40 training examples, and above it keeps the gate's three
+trainings cheap next to the final one), and the whole serving rule (model + retrieval for
+labels the model did not learn) answers the held-out fold. With a handful of examples per
+label a single held-out split would waste a third of them and its accuracy would swing by a
+whole example; cross-validation scores every example once. The serving stage is scored on the same
 examples: retrieval by the same folds; a serving SetFit version on the examples added after
 it was trained (those it never saw), when there are at least ``gate_folds`` of them, else by
 retrieval's figure. Then the model is trained once more on every example and saved.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -153,6 +156,8 @@ def _cross_validate(
     vectors = matrix[[row[e.id] for e in examples]]
     folds = int(policy.setting(settings, "gate_folds"))
     fold = _folds(labels, folds, config.random_state)
+    gate_steps = int(policy.setting(settings, "gate_max_steps"))
+    fold_config = dataclasses.replace(config, max_steps=min(config.max_steps, gate_steps))
     confidence = float(policy.setting(settings, "new_label_confidence"))
     candidate = np.zeros(len(examples), dtype=bool)
     retrieval = np.zeros(len(examples), dtype=bool)
@@ -168,7 +173,13 @@ def _cross_validate(
         if len({labels[i] for i in fit}) >= 2:
             fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
             model = train_model(
-                copy.deepcopy(base), fit_texts, fit_labels, config, workdir, progress, callbacks
+                copy.deepcopy(base),
+                fit_texts,
+                fit_labels,
+                fold_config,
+                workdir,
+                progress,
+                callbacks,
             )
             answers = _answer(model, test_texts, by_retrieval, confidence)
         gold = np.asarray([labels[i] for i in test])
@@ -291,6 +302,8 @@ def _train_in(
         "folds": folds,
         "steps": config.steps(len(fit)),
         "max_steps": config.max_steps,
+        "gate_max_steps": int(policy.setting(settings, "gate_max_steps")),
+        "pairs_per_example": config.pairs_per_example,
         "learning_rate": config.learning_rate,
         "train_seconds": round(time.perf_counter() - start, 3),
         "max_example_id": max(e.id for e in examples),

@@ -218,6 +218,37 @@ def test_ctrl_c_during_training_leaves_the_previous_model_serving(
     assert ws.classify([QUERIES["shipping"]])[0].stage == "setfit"
 
 
+class _Steps(TrainerCallback):  # type: ignore[misc]
+    """Records the step count of every training run it is passed to."""
+
+    def __init__(self) -> None:
+        self.max_steps: list[int] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.max_steps.append(int(state.max_steps))
+
+
+def test_the_gate_folds_are_capped_at_gate_max_steps_and_the_final_model_is_not(
+    trained: dict[str, Any],
+) -> None:
+    from fewshot.training import train_now
+
+    ws = trained["ws"]
+    ws.rollback(1)
+    ws.config("max_steps", "3")
+    ws.config("gate_max_steps", "1")
+    steps = _Steps()
+    try:
+        report = train_now(ws, force=True, callbacks=[steps])
+    finally:
+        ws.config("max_steps", "2")
+        ws.config("gate_max_steps", unset=True)
+        ws.rollback(1)
+    assert report is not None
+    assert steps.max_steps == [1, 1, 3]  # two gate folds, then the model that is kept
+    assert (report.metrics["steps"], report.metrics["gate_max_steps"]) == (3, 1)
+
+
 def test_a_running_training_is_shown_and_not_doubled(trained: dict[str, Any]) -> None:
     ws = trained["ws"]
     with training_lock(ws.path):

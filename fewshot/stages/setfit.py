@@ -41,16 +41,17 @@ class SetFitConfig:
 
     Args:
         max_steps: The step cap: at most this many optimiser steps of ``batch_size`` pairs.
+            The default 1000 leaves the paper's budget whole up to 400 examples.
         pairs_per_example: Pairs drawn per labeled example before the step cap applies. The
-            paper's ``num_iterations=20`` is 40 here (20 positive + 20 negative); the default
-            10 spends a quarter of it, because the promotion gate trains 3 more times.
+            default 40 is the SetFit paper's ``num_iterations=20`` (20 positive + 20 negative
+            pairs per example).
         batch_size: Pairs per step.
         learning_rate: The encoder's learning rate.
         random_state: Seed of the pair sampling, the training order and the head.
     """
 
-    max_steps: int = 50
-    pairs_per_example: int = 10
+    max_steps: int = 1000
+    pairs_per_example: int = 40
     batch_size: int = 16
     learning_rate: float = 2e-5
     random_state: int = 0
@@ -267,7 +268,7 @@ class SetFitModel:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        from fewshot.embed import _load
+        from fewshot.embed import _load, default_device
 
         try:
             meta = json.loads((path / HEAD_JSON).read_text(encoding="utf-8"))
@@ -290,7 +291,7 @@ class SetFitModel:
                 f"{body_dir}: expected the encoder as model.safetensors, found none; retrain "
                 "with `fewshot train --force`."
             )
-        return cls(_load(str(body_dir.resolve()), "cpu"), head)
+        return cls(_load(str(body_dir.resolve()), default_device()), head)
 
 
 def fresh_body(location: str) -> Any:
@@ -298,7 +299,9 @@ def fresh_body(location: str) -> Any:
     _quiet_libraries()
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(location, device="cpu")
+    from fewshot.embed import default_device
+
+    return SentenceTransformer(location, device=default_device())
 
 
 def train_model(
