@@ -75,6 +75,7 @@ class Cell:
     embeddings: EmbeddingCache
     model: str
     use_cache: bool
+    fewshot_settings: tuple[tuple[str, str], ...] = ()
 
     def support_vectors(self) -> tuple[np.ndarray, float]:
         return self.embeddings.encode(self.support_texts, self.use_cache)
@@ -181,6 +182,8 @@ def run_fewshot(cell: Cell) -> Outcome:
         ]
         support.write_text("".join(_jsonl(row) for row in rows), encoding="utf-8")
         with Workspace.create(Path(tmp) / "ws", model=cell.model) as ws:
+            for key, value in cell.fewshot_settings:
+                ws.config(key, value)
             start = time.perf_counter()
             ws.import_file(support)
             train_s = time.perf_counter() - start
@@ -189,7 +192,16 @@ def run_fewshot(cell: Cell) -> Outcome:
             predict_s = time.perf_counter() - start
             status = ws.status()
     stages = dict(sorted(Counter(p.stage for p in predictions).items()))
-    extra = {"stages": stages, "serving": status.get("stage")}
+    extra: dict[str, Any] = {"stages": stages, "serving": status.get("stage")}
+    if status["models"]:  # what the promotion gate measured, to explain who serves
+        model = status["models"][-1]
+        wanted = ("cv_accuracy", "retrieval_cv_accuracy", "baseline_accuracy", "compared_on")
+        extra["gate"] = {
+            "status": model["status"],
+            **{k: model["metrics"][k] for k in wanted if k in model["metrics"]},
+        }
+    if cell.fewshot_settings:
+        extra["settings"] = dict(cell.fewshot_settings)
     return [p.label for p in predictions], train_s, predict_s, extra
 
 
@@ -296,7 +308,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
             train, test = (read_split(args.data_dir, dataset, s) for s in ("train", "test"))
             splits[dataset] = (train, test, digest([*train[0], *train[1], *test[0], *test[1]]))
         train, test, data_key = splits[dataset]
-        key = digest([data_key, args.model, str(n), str(seed), method, keys[method]])
+        settings = args.fewshot_setting if method == "fewshot" else ()
+        parts = [data_key, args.model, str(n), str(seed), method, keys[method]]
+        key = digest(parts + [f"{k}={v}" for k, v in settings])
         path = args.cache_dir / "cells" / f"{dataset}-n{n}-s{seed}-{method}-{key}.json"
         if path.exists() and not args.no_cache:
             records.append(json.loads(path.read_text(encoding="utf-8")))
@@ -304,7 +318,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
         if args.cached_only:
             continue
         support = sample_support(train[0], train[1], n, seed)
-        cell = Cell(dataset, n, seed, *support, *test, embeddings, args.model, not args.no_cache)
+        cell = Cell(
+            dataset, n, seed, *support, *test, embeddings, args.model, not args.no_cache, settings
+        )
         record = {**score(cell, method, RUNNERS[method](cell)), "code": keys[method]}
         write_json(path, record)
         write_json(args.out, merge(args.out, [record]))  # results.json grows as cells land
@@ -340,6 +356,13 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -357,7 +380,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cached-only", action="store_true", help="collect the cached cells, compute none"
     )
+    parser.add_argument(
+        "--fewshot-setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a workspace setting for the fewshot method's cells (repeatable), e.g.\n"
+        "gate_max_steps=1000; part of the cell's cache key; use another --out, since\n"
+        "results.json holds the default pipeline",
+    )
     args = parser.parse_args(argv)
+    args.fewshot_setting = tuple(sorted(args.fewshot_setting))
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown method(s) {unknown}; expected some of {', '.join(METHODS)}")
