@@ -21,7 +21,7 @@ FORMATS = ("table", "json", "jsonl", "csv")
 
 
 class _Group(click.Group):
-    """Turns :class:`FewshotError` into ``Error: ...`` with exit code 1, without a traceback."""
+    """Turns :class:`FewshotError` and ``OSError`` into ``Error: ...`` (exit 1, no traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -30,6 +30,14 @@ class _Group(click.Group):
             if os.environ.get("FEWSHOT_DEBUG"):
                 raise
             raise click.ClickException(str(err)) from err
+        except OSError as err:  # a path the system refuses: not a directory, no permission...
+            if os.environ.get("FEWSHOT_DEBUG"):
+                raise
+            where = f" '{err.filename}'" if err.filename else ""
+            raise click.ClickException(
+                f"cannot read or write{where}: {err.strerror or err}; check the path given to "
+                "--store (or FEWSHOT_STORE) and its permissions."
+            ) from err
 
 
 def _open(ctx: click.Context, create: bool = False) -> Workspace:

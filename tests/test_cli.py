@@ -245,6 +245,18 @@ def test_store_from_the_environment(tmp_path: Path) -> None:
     assert (tmp_path / "from-env" / DB_NAME).is_file()
 
 
+def test_a_store_path_the_system_refuses_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory", encoding="utf-8")
+    fails(
+        run(a_file / "ws", "add", "-l", "x", "some text"),
+        f"Error: cannot read or write '{a_file / 'ws'}': Not a directory",
+        "--store",
+    )
+    assert a_file.read_text(encoding="utf-8") == "not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_init_then_add(tmp_path: Path) -> None:
     store = tmp_path / "ws"
     result = ok(run(store, "init", "--min-per-label", "3"))
