@@ -77,8 +77,12 @@ fold models are capped at `gate_max_steps` = 100 steps (about 6 pairs per exampl
 emotion's 256-example folds, against 40 for the final model): on emotion seed 0 they scored
 184 of 384, exactly retrieval's 184, while the fully trained model (setfit on the same
 support set) reaches 66.5 on the test set against knn's 49.4. The gate therefore compares an
-under-trained candidate (N = 64) or a coin flip (N = 8) with retrieval. Fixing this needs a
-decision on the gate (see issue 4's note), not more training.
+under-trained candidate (N = 64) or a coin flip (N = 8) with retrieval. One check of the
+N = 64 diagnosis (`benchmarks/experiments/gate_uncapped.json`: emotion, N = 64, seed 0,
+`--fewshot-setting gate_max_steps=1000`, on the CPU): with fold models trained like the final
+one the gate scored the candidate 233 against retrieval's 184 of 384, promoted it, and
+fewshot reached 67.4 (setfit 66.5), at 68 minutes of training on the shared CPU. Fixing this
+needs a decision on the gate (see issue 4's note), not more training.
 
 **Our setfit vs the paper (MiniLM, N = 8).** ag_news 85.5 (paper 83.1), sst5 30.9 (29.8),
 amazon_counterfactual_en 22.3 MCC (19.7), emotion 38.4 (39.1), cr 66.4 (71.6): each within
