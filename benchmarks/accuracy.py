@@ -195,7 +195,13 @@ def run_fewshot(cell: Cell) -> Outcome:
     extra: dict[str, Any] = {"stages": stages, "serving": status.get("stage")}
     if status["models"]:  # what the promotion gate measured, to explain who serves
         model = status["models"][-1]
-        wanted = ("cv_accuracy", "retrieval_cv_accuracy", "baseline_accuracy", "compared_on")
+        wanted = (
+            "held_out_accuracy",
+            "retrieval_held_out_accuracy",
+            "baseline_accuracy",
+            "compared_on",
+            "phase_steps",
+        )
         extra["gate"] = {
             "status": model["status"],
             **{k: model["metrics"][k] for k in wanted if k in model["metrics"]},
@@ -387,7 +393,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="a workspace setting for the fewshot method's cells (repeatable), e.g.\n"
-        "gate_max_steps=1000; part of the cell's cache key; use another --out, since\n"
+        "gate_folds=5; part of the cell's cache key; use another --out, since\n"
         "results.json holds the default pipeline",
     )
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ For each dataset, seed and examples-per-label N, one support set is drawn (seede
 
 * ``cap=S``: fewshot's training (fewshot.stages.setfit.train_model): sampled pairs, 40 per
   example as in the paper, at most S steps (one training: the gate's folds come on top);
+* ``pairs=P``: the same training with P pairs per example and the default cap of 1000 steps;
 * ``paper``: the plain setfit library as the SetFit paper ran it (num_iterations=20, one
   epoch, batch 16, its own pair sampler and LogisticRegression head), on the same support set;
 * ``retrieval``: fewshot's retrieval stage on the same support set.
@@ -77,14 +78,20 @@ def score(proba: np.ndarray, classes: list[str], gold: list[str]) -> dict[str, A
 
 
 def run_cap(
-    texts: list[str], labels: list[str], test: list[str], gold: list[str], cap: int, seed: int
+    texts: list[str],
+    labels: list[str],
+    test: list[str],
+    gold: list[str],
+    cap: int,
+    seed: int,
+    pairs: int = 40,
 ) -> dict[str, Any]:
     from fewshot.embed import resolve_model
     from fewshot.stages.setfit import SetFitConfig, fresh_body, train_model
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        config = SetFitConfig(max_steps=cap, pairs_per_example=40, random_state=seed)
+        config = SetFitConfig(max_steps=cap, pairs_per_example=pairs, random_state=seed)
         model = train_model(fresh_body(resolve_model("default")), texts, labels, config, Path(work))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, **score(model.predict_proba(test), list(model.classes), gold)}
@@ -147,6 +154,9 @@ def cell(args: argparse.Namespace, name: str, per_label: int, seed: int, method:
         result = run_paper(texts, labels, test, gold, seed)
     elif method == "retrieval":
         result = run_retrieval(texts, labels, test, gold)
+    elif method.startswith("pairs="):
+        pairs = int(method.split("=")[1])
+        result = run_cap(texts, labels, test, gold, 1000, seed, pairs)
     else:
         result = run_cap(texts, labels, test, gold, int(method.split("=")[1]), seed)
     result.update(dataset=name, per_label=per_label, seed=seed, method=method)
@@ -160,12 +170,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--datasets", nargs="+", default=["sst2", "emotion"])
     parser.add_argument("--per-label", nargs="+", type=int, default=[8])
-    parser.add_argument("--caps", nargs="+", type=int, default=[10, 25, 50, 100])
+    parser.add_argument("--caps", nargs="*", type=int, default=[10, 25, 50, 100])
+    parser.add_argument("--pairs", nargs="*", type=int, default=[], help="pairs per example")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--test-size", type=int, default=300)
     parser.add_argument("--no-paper", action="store_true", help="skip the plain-library run")
     args = parser.parse_args()
-    methods = ["retrieval"] + [f"cap={c}" for c in args.caps]
+    methods = ["retrieval"] + [f"cap={c}" for c in args.caps] + [f"pairs={p}" for p in args.pairs]
     methods += [] if args.no_paper else ["paper"]
     for name in args.datasets:
         for per_label in args.per_label:

@@ -102,8 +102,8 @@ def _trained(report: Any) -> None:
     metrics = report.metrics
     verdict = "serves now" if report.promoted else f"kept out; {metrics['baseline']} still serves"
     click.echo(
-        f"Trained SetFit model v{report.version} ({report.reason}): cross-validated accuracy "
-        f"{metrics['cv_accuracy_compared']:.3f} vs {metrics['baseline']} "
+        f"Trained SetFit model v{report.version} ({report.reason}): held-out accuracy "
+        f"{metrics['accuracy_compared']:.3f} vs {metrics['baseline']} "
         f"{metrics['baseline_accuracy']:.3f}; {verdict}."
     )
 

@@ -8,9 +8,10 @@
   any status) was not trained on, or the examples of threshold labels grew by
   ``retrain_growth`` (default 50%) since then. A rejected candidate therefore does not
   retrain on every add: the next try waits for the same growth.
-* **Promotion gate**: the candidate serves only if its cross-validated accuracy on the
-  labeled set is higher than that of the stage serving now by more than ``gate_margin``
-  (default 0: strictly higher; a tie keeps what serves). See ``fewshot/training.py``.
+* **Promotion gate**: the candidate serves only if its accuracy on a held-out part of the
+  labeled set is higher than that of the stage serving now on the same examples by more
+  than ``gate_margin`` (default 0: strictly higher; a tie keeps what serves). See
+  ``fewshot/training.py``.
 * **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
   retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
 """
@@ -53,13 +54,6 @@ SETTINGS: dict[str, Setting] = {
     "max_steps": Setting(
         int, 1000, lambda v: v >= 1, "an integer >= 1", "step cap of the SetFit model trained"
     ),
-    "gate_max_steps": Setting(
-        int,
-        100,
-        lambda v: v >= 1,
-        "an integer >= 1",
-        "step cap of each model the promotion gate trains on its folds",
-    ),
     "pairs_per_example": Setting(
         int, 40, lambda v: v >= 2, "an integer >= 2", "contrastive pairs drawn per example"
     ),
@@ -67,7 +61,11 @@ SETTINGS: dict[str, Setting] = {
         float, 0.5, lambda v: v > 0, "a number > 0", "growth of the labeled set that retrains"
     ),
     "gate_folds": Setting(
-        int, 3, lambda v: v >= 2, "an integer >= 2", "cross-validation folds of the gate"
+        int,
+        3,
+        lambda v: v >= 2,
+        "an integer >= 2",
+        "the gate holds out one in this many examples per label",
     ),
     "gate_margin": Setting(
         float, 0.0, lambda v: 0 <= v < 1, "a number in [0, 1)", "accuracy a candidate must add"

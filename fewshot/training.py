@@ -1,16 +1,18 @@
 """SetFit training for a workspace: when it is due, the promotion gate, versions, serving.
 
-The gate (see :mod:`fewshot.policy`) is **stratified k-fold cross-validation** of the labeled
-set (``gate_folds``, default 3): each fold trains a candidate on the other folds with the
-same recipe, its steps capped at ``gate_max_steps`` (default 100; with the paper's 40 pairs per
-example that caps nothing below 40 training examples, and above it keeps the gate's three
-trainings cheap next to the final one), and the whole serving rule (model + retrieval for
-labels the model did not learn) answers the held-out fold. With a handful of examples per
-label a single held-out split would waste a third of them and its accuracy would swing by a
-whole example; cross-validation scores every example once. The serving stage is scored on the same
-examples: retrieval by the same folds; a serving SetFit version on the examples added after
-it was trained (those it never saw), when there are at least ``gate_folds`` of them, else by
-retrieval's figure. Then the model is trained once more on every example and saved.
+The gate (see :mod:`fewshot.policy`) costs no training of its own: **held out, then
+continued**. One in ``gate_folds`` (default 3) of each label's examples is held out; the
+candidate's encoder is trained on the rest with its share of the recipe's step budget, a
+head is fitted, and the whole serving rule (model + retrieval for labels the model did not
+learn) answers the held-out part, as does retrieval built from the rest. Then the same
+encoder goes on training, with pairs anchored at the held-out examples, for the remaining
+steps, and the head is refitted on every example: the model that is kept was trained with
+exactly the budget of one training on the whole set. (Cross-validation would score every
+example, but its fold models cost two trainings more; the SetFit recipe needs its pairs,
+so cheaper fold models made the gate compare an under-trained candidate.) The serving stage
+is scored on the same held-out examples: retrieval as above; a serving SetFit version on
+those it never saw (they are held out first), when there are at least ``gate_folds`` of
+them, else by retrieval's figure.
 
 Training writes only inside the workspace: the trainer's ``output_dir`` and the new model are
 made in ``models/.train-*`` and the model is renamed to ``models/<version>/`` (atomic) before
@@ -22,8 +24,6 @@ so the previous model keeps serving; leftovers are removed by the next training.
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import fcntl
 import os
 import shutil
@@ -43,7 +43,7 @@ from fewshot import policy
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.index import VectorIndex
 from fewshot.stages.retrieval import Memory, RetrievalStage
-from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body, train_model
+from fewshot.stages.setfit import SetFitConfig, SetFitModel, fine_tune, fresh_body, with_head
 from fewshot.values import Example, Prediction
 
 if TYPE_CHECKING:
@@ -101,15 +101,24 @@ def config_of(settings: dict[str, Any]) -> SetFitConfig:
     )
 
 
-def _folds(labels: Sequence[str], folds: int, random_state: int) -> np.ndarray:
-    """Assign each example a fold, stratified: each label's examples are dealt round-robin."""
+def _held_out(
+    labels: Sequence[str], folds: int, random_state: int, first: Sequence[bool]
+) -> np.ndarray:
+    """Choose the gate's held-out part: one in ``folds`` of each label's examples (rounded up).
+
+    Within a label the examples marked in ``first`` are taken before the others (the
+    examples a serving model never saw, so that it can be compared on them), each group in
+    a seeded random order.
+    """
     rng = np.random.default_rng(random_state)
-    fold = np.zeros(len(labels), dtype=np.int64)
-    label_array = np.asarray(labels)
+    held = np.zeros(len(labels), dtype=bool)
+    label_array, preferred = np.asarray(labels), np.asarray(first, dtype=bool)
     for label in sorted(set(labels)):
-        members = rng.permutation(np.flatnonzero(label_array == label))
-        fold[members] = np.arange(len(members)) % folds
-    return fold
+        members = np.flatnonzero(label_array == label)
+        members = members[rng.permutation(len(members))]
+        members = np.concatenate([members[preferred[members]], members[~preferred[members]]])
+        held[members[: -(-len(members) // folds)]] = True
+    return held
 
 
 def _answer(
@@ -136,17 +145,35 @@ def _answer(
     return answers
 
 
-def _cross_validate(
+@dataclass
+class _Gate:
+    """What the gate's held-out split measured, and the body trained so far."""
+
+    held_out: np.ndarray  # indices (into the examples) of the held-out part
+    candidate: np.ndarray  # per held-out example: the candidate rule answered right
+    retrieval: np.ndarray  # per held-out example: retrieval (on the rest) answered right
+    steps: list[int]  # optimiser steps of each training phase
+
+
+def _held_out_then_continue(
     ws: Workspace,
     examples: list[Example],
     trained_labels: list[str],
-    base: Any,
+    unseen: set[int],
+    body: Any,
     config: SetFitConfig,
     workdir: Path,
     progress: bool,
     callbacks: Sequence[Any],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold correctness of (candidate rule, retrieval), one entry per example."""
+) -> tuple[SetFitModel, _Gate]:
+    """Train ``body`` on all but a held-out part, score that part, then continue on it.
+
+    The budget is the recipe's for the whole set (``config.steps`` of the examples trained
+    on): the first phase takes the share of the examples it trains on, the second the rest,
+    with pairs anchored at the held-out examples. So the gate costs no training of its own.
+    """
+    import torch
+
     settings = ws.store.settings()
     texts = [e.text for e in examples]
     labels = [e.label for e in examples]
@@ -155,65 +182,80 @@ def _cross_validate(
     row = {int(i): r for r, i in enumerate(ids)}
     vectors = matrix[[row[e.id] for e in examples]]
     folds = int(policy.setting(settings, "gate_folds"))
-    fold = _folds(labels, folds, config.random_state)
-    gate_steps = int(policy.setting(settings, "gate_max_steps"))
-    fold_config = dataclasses.replace(config, max_steps=min(config.max_steps, gate_steps))
-    confidence = float(policy.setting(settings, "new_label_confidence"))
-    candidate = np.zeros(len(examples), dtype=bool)
-    retrieval = np.zeros(len(examples), dtype=bool)
-    for f in range(folds):
-        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        if len(test) == 0:
-            continue
-        memory = Memory.build([texts[i] for i in train], [labels[i] for i in train], vectors[train])
-        test_texts = [texts[i] for i in test]
-        by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
-        fit = [i for i in train if labels[i] in trained_labels]
-        answers = by_retrieval  # a fold left with one trained label has no model to fit
-        if len({labels[i] for i in fit}) >= 2:
-            fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
-            model = train_model(
-                copy.deepcopy(base),
-                fit_texts,
-                fit_labels,
-                fold_config,
-                workdir,
-                progress,
-                callbacks,
-            )
-            answers = _answer(model, test_texts, by_retrieval, confidence)
-        gold = np.asarray([labels[i] for i in test])
-        candidate[test] = np.asarray([a.label for a in answers]) == gold
-        retrieval[test] = np.asarray([p.label for p in by_retrieval]) == gold
-    return candidate, retrieval
+    held = _held_out(labels, folds, config.random_state, [e.id in unseen for e in examples])
+    test, rest = np.flatnonzero(held), np.flatnonzero(~held)
+    fit = [i for i in range(len(examples)) if labels[i] in trained_labels]
+    fit_rest = [i for i in fit if not held[i]]
+    budget = config.steps(len(fit))
+    first = (
+        round(budget * len(fit_rest) / len(fit)) if len({labels[i] for i in fit_rest}) >= 2 else 0
+    )
+    first = min(first, budget - 1)
+    memory = Memory.build([texts[i] for i in rest], [labels[i] for i in rest], vectors[rest])
+    test_texts = [texts[i] for i in test]
+    by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
+    answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
+    torch.manual_seed(config.random_state)
+    steps = []
+    if first > 0:
+        rest_texts, rest_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
+        fine_tune(body, rest_texts, rest_labels, config, workdir, progress, callbacks, first)
+        steps.append(first)
+        model = with_head(body, rest_texts, rest_labels, config.random_state)
+        confidence = float(policy.setting(settings, "new_label_confidence"))
+        answers = _answer(model, test_texts, by_retrieval, confidence)
+    fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
+    position = {i: k for k, i in enumerate(fit)}
+    anchors = [position[i] for i in fit if held[i]] if first > 0 else None
+    second = budget - first
+    fine_tune(body, fit_texts, fit_labels, config, workdir, progress, callbacks, second, anchors)
+    steps.append(second)
+    gold = np.asarray([labels[i] for i in test])
+    gate = _Gate(
+        held_out=test,
+        candidate=np.asarray([a.label for a in answers]) == gold,
+        retrieval=np.asarray([p.label for p in by_retrieval]) == gold,
+        steps=steps,
+    )
+    return with_head(body, fit_texts, fit_labels, config.random_state), gate
+
+
+def _unseen(ws: Workspace, examples: list[Example]) -> set[int]:
+    """Ids of the examples the serving model never saw, of labels it knows (none if none serves)."""
+    current = registry.serving(ws.store)
+    if current is None:
+        return set()
+    seen_up_to = int(current["metrics"].get("max_example_id", 0))
+    return {e.id for e in examples if e.id > seen_up_to and e.label in current["labels"]}
 
 
 def _serving_figure(
-    ws: Workspace, examples: list[Example], candidate: np.ndarray, retrieval: np.ndarray, folds: int
+    ws: Workspace, examples: list[Example], gate: _Gate, minimum: int
 ) -> dict[str, Any]:
-    """Accuracy of the serving stage and of the candidate on the same unseen examples."""
+    """Accuracy of the serving stage and of the candidate on the same held-out examples.
+
+    A serving SetFit version is scored on the held-out examples it never saw, when there are
+    at least ``minimum`` of them; otherwise the candidate is compared with retrieval.
+    """
     current = registry.serving(ws.store)
-    if current is not None:
-        seen_up_to = int(current["metrics"].get("max_example_id", 0))
-        unseen = [
-            i for i, e in enumerate(examples) if e.id > seen_up_to and e.label in current["labels"]
-        ]
-        if len(unseen) >= folds:
-            model = load(ws, current["version"])
-            texts = [examples[i].text for i in unseen]
-            pred = np.asarray(model.classes)[model.predict_proba(texts).argmax(axis=1)]
-            right = pred == np.asarray([examples[i].label for i in unseen])
-            return {
-                "baseline": f"setfit:v{current['version']}",
-                "baseline_accuracy": float(right.mean()),
-                "cv_accuracy_compared": float(candidate[unseen].mean()),
-                "compared_on": len(unseen),
-            }
+    unseen = _unseen(ws, examples)
+    mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
+    if current is not None and len(mine) >= minimum:
+        model = load(ws, current["version"])
+        chosen = [examples[gate.held_out[k]] for k in mine]
+        proba = model.predict_proba([e.text for e in chosen])
+        right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
+        return {
+            "baseline": f"setfit:v{current['version']}",
+            "baseline_accuracy": float(right.mean()),
+            "accuracy_compared": float(gate.candidate[mine].mean()),
+            "compared_on": len(mine),
+        }
     return {
         "baseline": "retrieval",
-        "baseline_accuracy": float(retrieval.mean()),
-        "cv_accuracy_compared": float(candidate.mean()),
-        "compared_on": len(examples),
+        "baseline_accuracy": float(gate.retrieval.mean()),
+        "accuracy_compared": float(gate.candidate.mean()),
+        "compared_on": len(gate.held_out),
     }
 
 
@@ -273,21 +315,26 @@ def _train_in(
     settings = ws.store.settings()
     config = config_of(settings)
     examples = ws.store.examples()
-    base = fresh_body(resolve_model(ws.model))
-    candidate, retrieval = _cross_validate(
-        ws, examples, trained_labels, base, config, workdir, progress, callbacks
+    body = fresh_body(resolve_model(ws.model))
+    model, gate = _held_out_then_continue(
+        ws,
+        examples,
+        trained_labels,
+        _unseen(ws, examples),
+        body,
+        config,
+        workdir,
+        progress,
+        callbacks,
     )
     folds = int(policy.setting(settings, "gate_folds"))
-    figures = _serving_figure(ws, examples, candidate, retrieval, folds)
+    figures = _serving_figure(ws, examples, gate, folds)
     promoted = policy.promote(
-        figures["cv_accuracy_compared"],
+        figures["accuracy_compared"],
         figures["baseline_accuracy"],
         float(policy.setting(settings, "gate_margin")),
     )
     fit = [e for e in examples if e.label in trained_labels]
-    model = train_model(
-        base, [e.text for e in fit], [e.label for e in fit], config, workdir, progress, callbacks
-    )
     version = registry.next_version(ws.store)
     staged = workdir / "model"
     model.save(staged)
@@ -296,13 +343,14 @@ def _train_in(
         shutil.rmtree(target)
     os.replace(staged, target)
     metrics = {
-        "cv_accuracy": float(candidate.mean()),
-        "retrieval_cv_accuracy": float(retrieval.mean()),
+        "held_out_accuracy": float(gate.candidate.mean()),
+        "retrieval_held_out_accuracy": float(gate.retrieval.mean()),
+        "held_out": len(gate.held_out),
         **figures,
         "folds": folds,
-        "steps": config.steps(len(fit)),
+        "steps": sum(gate.steps),
+        "phase_steps": gate.steps,
         "max_steps": config.max_steps,
-        "gate_max_steps": int(policy.setting(settings, "gate_max_steps")),
         "pairs_per_example": config.pairs_per_example,
         "learning_rate": config.learning_rate,
         "train_seconds": round(time.perf_counter() - start, 3),

@@ -8,7 +8,7 @@ import pytest
 from fewshot.errors import ConfigError
 from fewshot.policy import combine, parse_setting, promote, training_due
 from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
-from fewshot.training import _folds
+from fewshot.training import _held_out
 from fewshot.values import Prediction
 
 SETTINGS = {"min_per_label": 8, "retrain_growth": 0.5}
@@ -100,12 +100,25 @@ def test_step_cap_bounds_the_steps() -> None:
     assert config.steps(1000) == 50
 
 
-def test_folds_are_stratified() -> None:
-    labels = ["a"] * 9 + ["b"] * 6
-    fold = _folds(labels, 3, random_state=0)
-    for name, size in (("a", 3), ("b", 2)):
-        counts = np.bincount(fold[np.asarray(labels) == name], minlength=3)
-        assert counts.tolist() == [size] * 3
+def test_the_held_out_part_is_stratified_and_takes_the_preferred_examples_first() -> None:
+    labels = ["a"] * 9 + ["b"] * 7
+    held = _held_out(labels, 3, random_state=0, first=[False] * 16)
+    names = np.asarray(labels)
+    assert (held[names == "a"].sum(), held[names == "b"].sum()) == (3, 3)  # 9/3, 7/3 up
+    other = _held_out(labels, 3, random_state=1, first=[False] * 16)
+    assert not np.array_equal(held, other)  # seeded, not the first examples of a label
+    first = [i in (0, 1, 9) for i in range(16)]  # examples a serving model never saw
+    held = _held_out(labels, 3, random_state=0, first=first)
+    assert held[[0, 1, 9]].all() and held.sum() == 6
+
+
+def test_pairs_anchored_at_some_examples_start_from_them() -> None:
+    labels = ["a"] * 5 + ["b"] * 3 + ["c"]
+    first, second, target = sample_pairs(labels, 100, random_state=7, anchors=[0, 8])
+    assert set(first.tolist()) == {0, 8}  # "c" (8) has no partner, so only negatives
+    same = np.asarray(labels)[first] == np.asarray(labels)[second]
+    assert np.array_equal(same, target == 1.0)
+    assert target[first == 8].sum() == 0 and target[first == 0].sum() > 0
 
 
 def test_the_head_matches_scikit_learn() -> None:

@@ -98,7 +98,9 @@ def test_crossing_the_threshold_trains_and_records_a_version(trained: dict[str, 
     assert row["labels"] == ["billing", "shipping"]  # login (7) is below the threshold
     assert row["n_examples"] == 16
     assert row["status"] == ("serving" if report.promoted else "rejected")
-    assert 0 <= row["metrics"]["cv_accuracy"] <= 1
+    assert 0 <= row["metrics"]["held_out_accuracy"] <= 1
+    # gate_folds 2: half of each label's examples, login's 7 (answered by retrieval) too
+    assert row["metrics"]["held_out"] == 4 + 4 + 4
     assert row["metrics"]["baseline"] == "retrieval"
     assert (trained["root"] / "ws" / "models" / "1" / "body" / "model.safetensors").is_file()
     assert trained["ws"].training_due() is None  # the same data does not retrain
@@ -228,25 +230,26 @@ class _Steps(TrainerCallback):  # type: ignore[misc]
         self.max_steps.append(int(state.max_steps))
 
 
-def test_the_gate_folds_are_capped_at_gate_max_steps_and_the_final_model_is_not(
+def test_the_gate_trains_no_model_of_its_own_the_kept_one_continues_its_training(
     trained: dict[str, Any],
 ) -> None:
     from fewshot.training import train_now
 
     ws = trained["ws"]
     ws.rollback(1)
-    ws.config("max_steps", "3")
-    ws.config("gate_max_steps", "1")
+    ws.config("max_steps", "5")
     steps = _Steps()
     try:
         report = train_now(ws, force=True, callbacks=[steps])
     finally:
         ws.config("max_steps", "2")
-        ws.config("gate_max_steps", unset=True)
         ws.rollback(1)
     assert report is not None
-    assert steps.max_steps == [1, 1, 3]  # two gate folds, then the model that is kept
-    assert (report.metrics["steps"], report.metrics["gate_max_steps"]) == (3, 1)
+    # Two phases of one encoder (on the rest, then on the held-out part), 5 steps in all:
+    # the budget of a single training; the gate's own models would add runs and steps.
+    assert steps.max_steps == report.metrics["phase_steps"]
+    assert len(steps.max_steps) == 2 and min(steps.max_steps) >= 1
+    assert sum(steps.max_steps) == report.metrics["steps"] == 5
 
 
 def test_a_running_training_is_shown_and_not_doubled(trained: dict[str, Any]) -> None:
@@ -265,13 +268,15 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     ws = trained["ws"]
     ws.rollback(1)
     ws.config("learning_rate", "5")  # an absurd rate: the encoder collapses
+    ws.config("max_steps", "4")  # the first step's rate is 0 (warm-up): two in each phase
     try:
         worse = ws.train(force=True)
     finally:
         ws.config("learning_rate", unset=True)
+        ws.config("max_steps", "2")
     assert worse.promoted is False
     assert worse.metrics["baseline"] == "setfit:v1" or worse.metrics["baseline"] == "retrieval"
-    assert worse.metrics["cv_accuracy"] < worse.metrics["retrieval_cv_accuracy"]
+    assert worse.metrics["held_out_accuracy"] < worse.metrics["retrieval_held_out_accuracy"]
     assert ws.status()["model"] == 1
     # Serve the collapsed model, label a few new texts, and a sane candidate must win.
     ws.rollback(worse.version)

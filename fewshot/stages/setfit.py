@@ -63,13 +63,18 @@ class SetFitConfig:
 
 
 def sample_pairs(
-    labels: Sequence[str], n_pairs: int, random_state: int
+    labels: Sequence[str],
+    n_pairs: int,
+    random_state: int,
+    anchors: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``n_pairs`` example pairs, alternating positive (same label) and negative.
 
     Time and memory are linear in ``len(labels) + n_pairs``. A positive pair needs a label
     with two examples and a negative pair needs two labels; a kind that cannot be drawn is
-    replaced by the other.
+    replaced by the other. With ``anchors``, every pair's first example is one of those
+    indices (its partner may be any example): training continued on examples added to a
+    model's training set gives their pairs to them.
 
     Returns:
         ``(first, second, similarity)``: example indices and 1.0 / 0.0 targets.
@@ -78,7 +83,8 @@ def sample_pairs(
     label_array = np.asarray(labels)
     classes, codes = np.unique(label_array, return_inverse=True)
     members = [np.flatnonzero(codes == c) for c in range(len(classes))]
-    pos_anchors = np.concatenate([m for m in members if len(m) >= 2] or [np.zeros(0, int)])
+    pool = np.arange(len(labels)) if anchors is None else np.asarray(anchors, dtype=np.int64)
+    pos_anchors = np.asarray([i for i in pool if len(members[codes[i]]) >= 2], dtype=np.int64)
     can_neg = len(classes) >= 2
     first, second, target = [], [], []
     for p in range(n_pairs):
@@ -89,7 +95,7 @@ def sample_pairs(
             shift = int(rng.integers(1, len(group)))  # any other member of the group
             j = int(group[(int(np.flatnonzero(group == i)[0]) + shift) % len(group)])
         else:
-            i = int(rng.integers(len(labels)))
+            i = int(rng.choice(pool))
             other = int(rng.integers(len(classes) - 1))
             other += other >= codes[i]
             j = int(rng.choice(members[other]))
@@ -117,25 +123,32 @@ def fine_tune(
     workdir: Path,
     progress: bool = False,
     callbacks: Sequence[Any] = (),
+    steps: int | None = None,
+    anchors: Sequence[int] | None = None,
 ) -> None:
     """Fine-tune the SentenceTransformer ``body`` in place with setfit's Trainer.
 
     Args:
-        body: A SentenceTransformer, changed in place.
+        body: A SentenceTransformer, changed in place (a second call continues training).
         texts: The training texts.
         labels: Their labels.
         config: Steps, pairs, learning rate, seed.
         workdir: The trainer's ``output_dir`` (nothing is saved there; it must exist).
         progress: Show the trainer's progress bar.
         callbacks: ``transformers.TrainerCallback`` objects (progress, interruption).
+        steps: Optimiser steps; default ``config.steps(len(texts))``.
+        anchors: Indices of the examples whose pairs are trained (see :func:`sample_pairs`);
+            default all.
     """
     _quiet_libraries()
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.linear_model import LogisticRegression
 
-    steps = config.steps(len(texts))
-    first, second, target = sample_pairs(labels, steps * config.batch_size, config.random_state)
+    steps = config.steps(len(texts)) if steps is None else max(1, steps)
+    first, second, target = sample_pairs(
+        labels, steps * config.batch_size, config.random_state, anchors
+    )
     pairs = Dataset.from_dict(
         {
             "sentence_1": [texts[i] for i in first],
@@ -328,9 +341,15 @@ def train_model(
 
     torch.manual_seed(config.random_state)
     fine_tune(body, texts, labels, config, workdir, progress, callbacks)
-    model = SetFitModel(body, Head(np.zeros((0, 0)), np.zeros(0), ()))
-    head = Head.fit(model.encode(texts), labels, config.random_state)
-    return SetFitModel(body, head)
+    return with_head(body, texts, labels, config.random_state)
+
+
+def with_head(
+    body: Any, texts: Sequence[str], labels: Sequence[str], random_state: int
+) -> SetFitModel:
+    """Return a model of the (fine-tuned) ``body`` and a head fitted on its embeddings."""
+    bare = SetFitModel(body, Head(np.zeros((0, 0)), np.zeros(0), ()))
+    return SetFitModel(body, Head.fit(bare.encode(texts), labels, random_state))
 
 
 __all__ = [
@@ -341,4 +360,5 @@ __all__ = [
     "fresh_body",
     "sample_pairs",
     "train_model",
+    "with_head",
 ]
