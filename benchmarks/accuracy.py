@@ -173,6 +173,7 @@ def _setfit(cell: Cell, paper: bool) -> Outcome:
 
 
 def run_fewshot(cell: Cell) -> Outcome:
+    from fewshot.metrics import evaluate_labels
     from fewshot.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="fewshot-bench-") as tmp:
@@ -191,6 +192,14 @@ def run_fewshot(cell: Cell) -> Outcome:
             predictions = ws.classify(cell.test_texts)
             predict_s = time.perf_counter() - start
             status = ws.status()
+            rejected = None
+            if status["models"] and status["models"][-1]["status"] == "rejected":
+                # What the pipeline would answer had the gate let the candidate in: serve it
+                # (a rollback to that version) and classify again. Not part of the cell's score.
+                ws.rollback(status["models"][-1]["version"])
+                answers = [p.label for p in ws.classify(cell.test_texts)]
+                figures = evaluate_labels(cell.test_labels, answers)
+                rejected = {"accuracy": figures.accuracy, "mcc": figures.mcc}
     stages = dict(sorted(Counter(p.stage for p in predictions).items()))
     extra: dict[str, Any] = {"stages": stages, "serving": status.get("stage")}
     if status["models"]:  # what the promotion gate measured, to explain who serves
@@ -206,6 +215,8 @@ def run_fewshot(cell: Cell) -> Outcome:
             "status": model["status"],
             **{k: model["metrics"][k] for k in wanted if k in model["metrics"]},
         }
+        if rejected is not None:
+            extra["gate"]["rejected_model"] = rejected
     if cell.fewshot_settings:
         extra["settings"] = dict(cell.fewshot_settings)
     return [p.label for p in predictions], train_s, predict_s, extra

@@ -244,6 +244,84 @@ def time_ratios(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list
     return [*out, ""]
 
 
+def gate_counts(record: dict[str, Any]) -> tuple[int, int, int]:
+    """(candidate right, retrieval right, examples compared) from a fewshot record's gate."""
+    gate = record["gate"]
+    if "cv_accuracy" in gate:  # the cross-validated gate (before commit 17828c8): every example
+        total = record["n_train"]
+        return (
+            round(gate["cv_accuracy"] * total),
+            round(gate["retrieval_cv_accuracy"] * total),
+            total,
+        )
+    total = gate["compared_on"]
+    return (
+        round(gate["held_out_accuracy"] * total),
+        round(gate["retrieval_held_out_accuracy"] * total),
+        total,
+    )
+
+
+def candidate_figure(record: dict[str, Any]) -> float | None:
+    """The test figure of the candidate a fewshot cell trained, served or not (None: unknown)."""
+    if record["serving"] == "setfit":
+        return figure(record)
+    rejected = record.get("gate", {}).get("rejected_model")
+    return None if rejected is None else figure({"dataset": record["dataset"], **rejected})
+
+
+def held_out_section(
+    new: list[dict[str, Any]], cells: dict[tuple[str, int, str], list[dict[str, Any]]]
+) -> list[str]:
+    """fewshot with the held-out gate, cell by cell, against the grid cells of its support set."""
+    out = ["| dataset | N | seed | gate: candidate / retrieval, correct of held-out n | serving "
+           "| fewshot now | its candidate | fewshot before | setfit | knn | now - setfit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    diffs: dict[tuple[int, str], list[float]] = defaultdict(list)
+    promoted: dict[int, list[bool]] = defaultdict(list)
+    order = sorted(
+        new, key=lambda r: (r["n_per_label"], ALL_DATASETS.index(r["dataset"]), r["seed"])
+    )
+    for r in order:
+        d, n, seed = r["dataset"], r["n_per_label"], r["seed"]
+        other = {
+            m: next((figure(x) for x in cells.get((d, n, m), []) if x["seed"] == seed), None)
+            for m in ("fewshot", "setfit", "knn")
+        }
+        cand, ret, total = gate_counts(r)
+        candidate = candidate_figure(r)
+        promoted[n].append(r["serving"] == "setfit")
+        for m, v in other.items():
+            if v is not None:
+                diffs[(n, m)].append(figure(r) - v)
+        if candidate is not None and other["setfit"] is not None:
+            diffs[(n, "candidate")].append(candidate - other["setfit"])
+        shown = ["-" if v is None else f"{v:.1f}" for v in other.values()]
+        gap = "-" if other["setfit"] is None else f"{figure(r) - other['setfit']:+.1f}"
+        mine = "-" if candidate is None else f"{candidate:.1f}"
+        out.append(f"| {d} | {n} | {seed} | {cand} / {ret} of {total} | {r['serving']} | "
+                   f"{figure(r):.1f} | {mine} | " + " | ".join(shown) + f" | {gap} |")  # fmt: skip
+    out.append("")
+    for n in sorted(promoted):
+        parts = [
+            f"{m.replace('fewshot', 'fewshot before')} {statistics.fmean(v):+.1f} ({len(v)} cells)"
+            for (k, m), v in sorted(diffs.items())
+            if k == n and v and m != "candidate"
+        ]
+        line = (
+            f"- N = {n}: promoted in {sum(promoted[n])} of {len(promoted[n])} cells; "
+            "fewshot now minus: " + ", ".join(parts)
+        )
+        if diffs.get((n, "candidate")):
+            won = diffs[(n, "candidate")]
+            line += f"; its candidate minus setfit: {statistics.fmean(won):+.1f} ({len(won)} cells)"
+        out.append(line + ".")
+    out += ["", "'its candidate': the test figure of the model the gate measured and kept out "
+            "(the benchmark serves it by a rollback and classifies again), or of the one it let "
+            "in; '-' where the cell ran before the benchmark recorded it."]  # fmt: skip
+    return [*out, ""]
+
+
 def gate_table(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[str]:
     """What the promotion gate measured in each fewshot cell that recorded it."""
     out = ["| dataset | N | seed | gate: candidate / retrieval, correct of n (cross-validated) "
@@ -254,9 +332,7 @@ def gate_table(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[
                 gate = r.get("gate")
                 if not gate:
                     continue
-                total = r["n_train"]
-                cand = round(gate["cv_accuracy"] * total)
-                ret = round(gate["retrieval_cv_accuracy"] * total)
+                cand, ret, total = gate_counts(r)
                 other = {
                     m: next((figure(x) for x in cells.get((d, n, m), []) if x["seed"] == r["seed"]),
                             None)
@@ -354,7 +430,12 @@ def speed_section(path: Path) -> list[str]:
     return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
 
-def render(records: list[dict[str, Any]], speed: Path, picture: str | None) -> str:
+def render(
+    records: list[dict[str, Any]],
+    speed: Path,
+    picture: str | None,
+    held_out: list[dict[str, Any]] | None = None,
+) -> str:
     cells = group(records)
     machines = sorted({r.get("machine", "?") for r in records})
     lines = [
@@ -395,6 +476,14 @@ def render(records: list[dict[str, Any]], speed: Path, picture: str | None) -> s
     lines += ["## The promotion gate's decisions", ""]
     lines += ["Recorded by the fewshot cells that were (re)run with gate figures (the rerun "
               "reproduced each cell's accuracy exactly).", "", *gate_table(cells)]  # fmt: skip
+    if held_out:
+        lines += ["## The held-out gate (commit 17828c8)", ""]
+        lines += ["The gate now holds out one in three of each label's examples, trains the "
+                  "candidate on the rest and continues it on them (no extra models). Its cells "
+                  "(`benchmarks/experiments/held_out_gate*.json`, computed on the shared 2-core "
+                  "CPU) against the grid's cells of the same support sets ('before': the "
+                  "cross-validated gate of commit 001042b):", "",
+                  *held_out_section(held_out, cells)]  # fmt: skip
     lines += ["## Training time and throughput", ""]
     lines += ["Seconds from different machines are never pooled: the GPU cells ran 12 to 22 "
               "jobs at once on one GPU, the CPU cells one at a time on a shared 2-core machine.",
@@ -413,9 +502,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     records = json.loads(args.results.read_text(encoding="utf-8"))
+    held_out = [
+        r
+        for path in sorted((HERE / "experiments").glob("held_out_gate*.json"))
+        for r in json.loads(path.read_text(encoding="utf-8"))
+    ]
     picture = args.out.parent / "accuracy_vs_n.png"
     drawn = plot(group(records), picture)
-    args.out.write_text(render(records, args.speed, picture.name if drawn else None) + "\n")
+    args.out.write_text(
+        render(records, args.speed, picture.name if drawn else None, held_out) + "\n"
+    )
     print(f"wrote {args.out}" + (f" and {picture}" if drawn else ""))
 
 
