@@ -328,6 +328,9 @@ def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
     result = runner.invoke(cli, ["--store", store, "config", "min_per_label", "zero"])
     assert result.exit_code == 1
     assert "expected an integer >= 1, got 'zero'" in result.output
+    result = runner.invoke(cli, ["--store", store, "train", "--force"])
+    assert result.exit_code == 0, result.output
+    assert "Trained SetFit model v" in result.output and "held-out accuracy" in result.output
 
 
 def test_a_saved_model_loads_with_the_same_predictions(tmp_path: Path) -> None:
