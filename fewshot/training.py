@@ -147,7 +147,7 @@ def _answer(
 
 @dataclass
 class _Gate:
-    """What the gate's held-out split measured, and the body trained so far."""
+    """What the gate measured on its held-out part, and the steps of each training phase."""
 
     held_out: np.ndarray  # indices (into the examples) of the held-out part
     candidate: np.ndarray  # per held-out example: the candidate rule answered right
@@ -230,7 +230,7 @@ def _unseen(ws: Workspace, examples: list[Example]) -> set[int]:
 
 
 def _serving_figure(
-    ws: Workspace, examples: list[Example], gate: _Gate, minimum: int
+    ws: Workspace, examples: list[Example], gate: _Gate, unseen: set[int], minimum: int
 ) -> dict[str, Any]:
     """Accuracy of the serving stage and of the candidate on the same held-out examples.
 
@@ -238,7 +238,6 @@ def _serving_figure(
     at least ``minimum`` of them; otherwise the candidate is compared with retrieval.
     """
     current = registry.serving(ws.store)
-    unseen = _unseen(ws, examples)
     mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
     if current is not None and len(mine) >= minimum:
         model = load(ws, current["version"])
@@ -316,11 +315,12 @@ def _train_in(
     config = config_of(settings)
     examples = ws.store.examples()
     body = fresh_body(resolve_model(ws.model))
+    unseen = _unseen(ws, examples)
     model, gate = _held_out_then_continue(
         ws,
         examples,
         trained_labels,
-        _unseen(ws, examples),
+        unseen,
         body,
         config,
         workdir,
@@ -328,7 +328,7 @@ def _train_in(
         callbacks,
     )
     folds = int(policy.setting(settings, "gate_folds"))
-    figures = _serving_figure(ws, examples, gate, folds)
+    figures = _serving_figure(ws, examples, gate, unseen, folds)
     promoted = policy.promote(
         figures["accuracy_compared"],
         figures["baseline_accuracy"],
