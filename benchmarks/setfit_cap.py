@@ -3,7 +3,7 @@
 For each dataset, seed and examples-per-label N, one support set is drawn (seeded) and:
 
 * ``cap=S``: fewshot's training (fewshot.stages.setfit.train_model): sampled pairs, 40 per
-  example as in the paper, at most S steps (one training: the gate's folds come on top);
+  example as in the paper, at most S steps (one training of the whole support set);
 * ``pairs=P``: the same training with P pairs per example and the default cap of 1000 steps;
 * ``paper``: the plain setfit library as the SetFit paper ran it (num_iterations=20, one
   epoch, batch 16, its own pair sampler and LogisticRegression head), on the same support set;

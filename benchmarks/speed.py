@@ -155,9 +155,9 @@ def main() -> None:
                 notes.append(f"{result['what']} not measured: {result['skipped']}.")
             else:
                 rows.append(result)
+    texts_used = f" (throughput: first {args.texts} test texts)" if "throughput" in parts else ""
     notes.append(f"{time.strftime('%H:%M UTC', time.gmtime())}: {', '.join(sorted(parts))} on "
-                 f"{args.dataset}, {args.n} per label, seed 0 (throughput: its first "
-                 f"{args.texts} test texts).")  # fmt: skip
+                 f"{args.dataset}, {args.n} per label, seed 0{texts_used}.")  # fmt: skip
     # Rows of parts not measured now are kept from the previous run (each row is a ratio
     # measured within one run, so rows of different runs stay comparable).
     old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "notes": []}
