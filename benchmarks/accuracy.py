@@ -209,12 +209,16 @@ def run_fewshot(cell: Cell) -> Outcome:
             "retrieval_held_out_accuracy",
             "baseline_accuracy",
             "compared_on",
+            "ranking_compared",
+            "baseline_ranking",
             "phase_steps",
         )
         extra["gate"] = {
             "status": model["status"],
             **{k: model["metrics"][k] for k in wanted if k in model["metrics"]},
         }
+        if "gate" in model["metrics"]:
+            extra["gate"]["reason"] = model["metrics"]["gate"]
         if rejected is not None:
             extra["gate"]["rejected_model"] = rejected
     if cell.fewshot_settings:

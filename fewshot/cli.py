@@ -104,7 +104,7 @@ def _trained(report: Any) -> None:
     click.echo(
         f"Trained SetFit model v{report.version} ({report.reason}): held-out accuracy "
         f"{metrics['accuracy_compared']:.3f} vs {metrics['baseline']} "
-        f"{metrics['baseline_accuracy']:.3f}; {verdict}."
+        f"{metrics['baseline_accuracy']:.3f}; {verdict} ({metrics['gate']})."
     )
 
 

@@ -157,4 +157,50 @@ def evaluate_labels(y_true: Sequence[str], y_pred: Sequence[str]) -> Metrics:
     )
 
 
-__all__ = ["Confusion", "LabelScore", "Metrics", "confusion", "evaluate_labels", "matthews"]
+def pair_ranking(
+    queries: np.ndarray,
+    query_labels: Sequence[str],
+    references: np.ndarray,
+    reference_labels: Sequence[str],
+) -> np.ndarray:
+    """Per query: how well its similarities put its own label's references above the others.
+
+    The share of (same-label, other-label) reference pairs whose same-label one has the
+    higher inner product with the query, ties counting a half: the area under the ROC curve
+    of the query's similarities to the references. An encoder that groups texts by label
+    scores near 1, one that ignores the labels near 0.5. It grades each query finely where
+    right / wrong gives one bit.
+
+    Args:
+        queries: (n, d) vectors.
+        query_labels: Their labels.
+        references: (m, d) vectors.
+        reference_labels: Their labels.
+
+    Returns:
+        (n,) floats; NaN where no reference has the query's label, or every one has.
+    """
+    out = np.full(len(query_labels), np.nan)
+    if len(query_labels) == 0 or len(reference_labels) == 0:
+        return out
+    similarities = np.asarray(queries) @ np.asarray(references).T
+    reference_array = np.asarray(reference_labels)
+    for i, label in enumerate(query_labels):
+        own = reference_array == label
+        if own.any() and not own.all():
+            other = np.sort(similarities[i, ~own])
+            below = np.searchsorted(other, similarities[i, own], side="left")
+            level = np.searchsorted(other, similarities[i, own], side="right") - below
+            out[i] = float((below + level / 2).mean() / len(other))
+    return out
+
+
+__all__ = [
+    "Confusion",
+    "LabelScore",
+    "Metrics",
+    "confusion",
+    "evaluate_labels",
+    "matthews",
+    "pair_ranking",
+]

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fewshot.errors import ConfigError
 from fewshot.store import Store
+
+if TYPE_CHECKING:
+    from fewshot.stages.setfit import SetFitModel
 
 MODELS_DIR = "models"
 SERVING = "serving"
@@ -29,6 +32,13 @@ RETIRED = "retired"
 def models_dir(workspace_path: Path) -> Path:
     """Return the directory holding the ``<version>/`` model directories."""
     return workspace_path / MODELS_DIR
+
+
+def load_model(workspace_path: Path, version: int) -> SetFitModel:
+    """Load model ``version`` of the workspace at ``workspace_path`` (nothing is unpickled)."""
+    from fewshot.stages.setfit import SetFitModel
+
+    return SetFitModel.load(models_dir(workspace_path) / str(version))
 
 
 def serving(store: Store) -> dict[str, Any] | None:

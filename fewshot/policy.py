@@ -8,19 +8,23 @@
   any status) was not trained on, or the examples of threshold labels grew by
   ``retrain_growth`` (default 50%) since then. A rejected candidate therefore does not
   retrain on every add: the next try waits for the same growth.
-* **Promotion gate**: the candidate serves only if its accuracy on a held-out part of the
-  labeled set is higher than that of the stage serving now on the same examples by more
-  than ``gate_margin`` (default 0: strictly higher; a tie keeps what serves). See
-  ``fewshot/training.py``.
+* **Promotion gate**: the candidate serves only if it measurably beats the stage serving
+  now on a held-out part of the labeled set: a higher accuracy by more than ``gate_margin``
+  (default 0), or, with margin 0, the same accuracy and a better ranking of the same
+  examples by its encoder (:func:`promote`; a few held-out examples often tie on
+  accuracy). See ``fewshot/training.py``.
 * **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
   retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from fewshot.errors import ConfigError
 from fewshot.store import Store
@@ -159,9 +163,44 @@ def training_due(
     return None
 
 
-def promote(candidate: float, serving: float, margin: float) -> bool:
-    """Return whether the candidate beats what serves by more than ``margin`` (the gate)."""
-    return candidate > serving + margin
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision on a candidate and the reason it states."""
+
+    promoted: bool
+    reason: str
+
+
+def promote(
+    candidate: float,
+    serving: float,
+    margin: float,
+    candidate_ranking: float = math.nan,
+    serving_ranking: float = math.nan,
+) -> Verdict:
+    """Decide whether the candidate takes over (the gate), and say why.
+
+    The candidate must answer the held-out examples more accurately than what serves, by
+    more than ``margin``. With ``margin`` 0, equal accuracy (a few held-out examples often
+    tie) is decided by the finer measure on the same examples: the candidate serves if its
+    encoder ranks them better (mean :func:`fewshot.metrics.pair_ranking`); NaN never wins.
+
+    Args:
+        candidate: The candidate's accuracy on the held-out examples.
+        serving: The serving stage's accuracy on the same examples.
+        margin: The accuracy the candidate must add (``gate_margin``).
+        candidate_ranking: The candidate encoder's mean ranking of those examples.
+        serving_ranking: The serving stage's encoder's.
+    """
+    if candidate > serving + margin:
+        return Verdict(True, "higher held-out accuracy")
+    if margin == 0 and math.isclose(candidate, serving, abs_tol=1e-9):
+        if candidate_ranking > serving_ranking:
+            return Verdict(True, "same held-out accuracy, better ranking")
+        return Verdict(False, "same held-out accuracy, ranking not better")
+    if margin > 0:
+        return Verdict(False, f"held-out accuracy not higher by more than {margin:g}")
+    return Verdict(False, "lower held-out accuracy")
 
 
 def combine(
@@ -177,10 +216,39 @@ def combine(
     return model
 
 
+def answer(
+    classes: Sequence[str],
+    proba: np.ndarray,
+    texts: Sequence[str],
+    retrieval: list[Prediction],
+    confidence: float,
+    explain_neighbors: list[Any] | None = None,
+) -> list[Prediction]:
+    """Apply the serving rule: the model answers, retrieval for labels the model never saw.
+
+    ``proba`` holds the model's probabilities for ``texts``, columns in ``classes`` order.
+    """
+    answers = []
+    for i, (text, row, fallback) in enumerate(zip(texts, proba, retrieval)):
+        best = int(row.argmax())
+        own = Prediction(
+            text=text,
+            label=classes[best],
+            confidence=float(row[best]),
+            stage="setfit",
+            scores={c: float(s) for c, s in zip(classes, row)},
+            neighbors=None if explain_neighbors is None else tuple(explain_neighbors[i]),
+        )
+        answers.append(combine(own, fallback, classes, confidence))
+    return answers
+
+
 __all__ = [
     "SETTINGS",
     "TRAIN_MODES",
     "Setting",
+    "Verdict",
+    "answer",
     "combine",
     "configure",
     "eligible",

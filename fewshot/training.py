@@ -1,18 +1,6 @@
 """SetFit training for a workspace: when it is due, the promotion gate, versions, serving.
 
-The gate (see :mod:`fewshot.policy`) costs no training of its own: **held out, then
-continued**. One in ``gate_folds`` (default 3) of each label's examples is held out; the
-candidate's encoder is trained on the rest with its share of the recipe's step budget, a
-head is fitted, and the whole serving rule (model + retrieval for labels the model did not
-learn) answers the held-out part, as does retrieval built from the rest. Then the same
-encoder goes on training, with pairs anchored at the held-out examples, for the remaining
-steps, and the head is refitted on every example: the model that is kept was trained with
-exactly the budget of one training on the whole set. (Cross-validation would score every
-example, but its fold models cost two trainings more; the SetFit recipe needs its pairs,
-so cheaper fold models made the gate compare an under-trained candidate.) The serving stage
-is scored on the same held-out examples: retrieval as above; a serving SetFit version on
-those it never saw (they are held out first), when there are at least ``gate_folds`` of
-them, else by retrieval's figure.
+The gate is :mod:`fewshot.gate`: it costs no training of its own.
 
 Training writes only inside the workspace: the trainer's ``output_dir`` and the new model are
 made in ``models/.train-*`` and the model is renamed to ``models/<version>/`` (atomic) before
@@ -38,13 +26,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from fewshot import gate, policy
 from fewshot import models as registry
-from fewshot import policy
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.index import VectorIndex
-from fewshot.stages.retrieval import Memory, RetrievalStage
-from fewshot.stages.setfit import SetFitConfig, SetFitModel, fine_tune, fresh_body, with_head
-from fewshot.values import Example, Prediction
+from fewshot.stages.retrieval import Memory
+from fewshot.stages.setfit import (
+    SetFitConfig,
+    SetFitModel,
+    fresh_body,
+)
+from fewshot.values import Prediction
 
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
@@ -99,163 +91,6 @@ def config_of(settings: dict[str, Any]) -> SetFitConfig:
         learning_rate=float(policy.setting(settings, "learning_rate")),
         random_state=int(policy.setting(settings, "random_state")),
     )
-
-
-def _held_out(
-    labels: Sequence[str], folds: int, random_state: int, first: Sequence[bool]
-) -> np.ndarray:
-    """Choose the gate's held-out part: one in ``folds`` of each label's examples (rounded up).
-
-    Within a label the examples marked in ``first`` are taken before the others (the
-    examples a serving model never saw, so that it can be compared on them), each group in
-    a seeded random order.
-    """
-    rng = np.random.default_rng(random_state)
-    held = np.zeros(len(labels), dtype=bool)
-    label_array, preferred = np.asarray(labels), np.asarray(first, dtype=bool)
-    for label in sorted(set(labels)):
-        members = np.flatnonzero(label_array == label)
-        members = members[rng.permutation(len(members))]
-        members = np.concatenate([members[preferred[members]], members[~preferred[members]]])
-        held[members[: -(-len(members) // folds)]] = True
-    return held
-
-
-def _answer(
-    model: SetFitModel,
-    texts: Sequence[str],
-    retrieval: list[Prediction],
-    confidence: float,
-    explain_neighbors: list[Any] | None = None,
-) -> list[Prediction]:
-    """Apply the serving rule: the model answers, retrieval for labels the model never saw."""
-    proba = model.predict_proba(texts)
-    answers = []
-    for i, (text, row, fallback) in enumerate(zip(texts, proba, retrieval)):
-        best = int(row.argmax())
-        own = Prediction(
-            text=text,
-            label=model.classes[best],
-            confidence=float(row[best]),
-            stage="setfit",
-            scores={c: float(s) for c, s in zip(model.classes, row)},
-            neighbors=None if explain_neighbors is None else tuple(explain_neighbors[i]),
-        )
-        answers.append(policy.combine(own, fallback, model.classes, confidence))
-    return answers
-
-
-@dataclass
-class _Gate:
-    """What the gate measured on its held-out part, and the steps of each training phase."""
-
-    held_out: np.ndarray  # indices (into the examples) of the held-out part
-    candidate: np.ndarray  # per held-out example: the candidate rule answered right
-    retrieval: np.ndarray  # per held-out example: retrieval (on the rest) answered right
-    steps: list[int]  # optimiser steps of each training phase
-
-
-def _held_out_then_continue(
-    ws: Workspace,
-    examples: list[Example],
-    trained_labels: list[str],
-    unseen: set[int],
-    body: Any,
-    config: SetFitConfig,
-    workdir: Path,
-    progress: bool,
-    callbacks: Sequence[Any],
-) -> tuple[SetFitModel, _Gate]:
-    """Train ``body`` on all but a held-out part, score that part, then continue on it.
-
-    The budget is the recipe's for the whole set (``config.steps`` of the examples trained
-    on): the first phase takes the share of the examples it trains on, the second the rest,
-    with pairs anchored at the held-out examples. So the gate costs no training of its own.
-    """
-    import torch
-
-    settings = ws.store.settings()
-    texts = [e.text for e in examples]
-    labels = [e.label for e in examples]
-    ws.memory()  # embeds any example that has no stored embedding yet
-    ids, matrix = ws.store.embeddings(ws.encoder.key)
-    row = {int(i): r for r, i in enumerate(ids)}
-    vectors = matrix[[row[e.id] for e in examples]]
-    folds = int(policy.setting(settings, "gate_folds"))
-    held = _held_out(labels, folds, config.random_state, [e.id in unseen for e in examples])
-    test, rest = np.flatnonzero(held), np.flatnonzero(~held)
-    fit = [i for i in range(len(examples)) if labels[i] in trained_labels]
-    fit_rest = [i for i in fit if not held[i]]
-    budget = config.steps(len(fit))
-    first = (
-        round(budget * len(fit_rest) / len(fit)) if len({labels[i] for i in fit_rest}) >= 2 else 0
-    )
-    first = min(first, budget - 1)
-    memory = Memory.build([texts[i] for i in rest], [labels[i] for i in rest], vectors[rest])
-    test_texts = [texts[i] for i in test]
-    by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
-    answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
-    torch.manual_seed(config.random_state)
-    steps = []
-    if first > 0:
-        rest_texts, rest_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
-        fine_tune(body, rest_texts, rest_labels, config, workdir, progress, callbacks, first)
-        steps.append(first)
-        model = with_head(body, rest_texts, rest_labels, config.random_state)
-        confidence = float(policy.setting(settings, "new_label_confidence"))
-        answers = _answer(model, test_texts, by_retrieval, confidence)
-    fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
-    position = {i: k for k, i in enumerate(fit)}
-    anchors = [position[i] for i in fit if held[i]] if first > 0 else None
-    second = budget - first
-    fine_tune(body, fit_texts, fit_labels, config, workdir, progress, callbacks, second, anchors)
-    steps.append(second)
-    gold = np.asarray([labels[i] for i in test])
-    gate = _Gate(
-        held_out=test,
-        candidate=np.asarray([a.label for a in answers]) == gold,
-        retrieval=np.asarray([p.label for p in by_retrieval]) == gold,
-        steps=steps,
-    )
-    return with_head(body, fit_texts, fit_labels, config.random_state), gate
-
-
-def _unseen(ws: Workspace, examples: list[Example]) -> set[int]:
-    """Ids of the examples the serving model never saw, of labels it knows (none if none serves)."""
-    current = registry.serving(ws.store)
-    if current is None:
-        return set()
-    seen_up_to = int(current["metrics"].get("max_example_id", 0))
-    return {e.id for e in examples if e.id > seen_up_to and e.label in current["labels"]}
-
-
-def _serving_figure(
-    ws: Workspace, examples: list[Example], gate: _Gate, unseen: set[int], minimum: int
-) -> dict[str, Any]:
-    """Accuracy of the serving stage and of the candidate on the same held-out examples.
-
-    A serving SetFit version is scored on the held-out examples it never saw, when there are
-    at least ``minimum`` of them; otherwise the candidate is compared with retrieval.
-    """
-    current = registry.serving(ws.store)
-    mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
-    if current is not None and len(mine) >= minimum:
-        model = load(ws, current["version"])
-        chosen = [examples[gate.held_out[k]] for k in mine]
-        proba = model.predict_proba([e.text for e in chosen])
-        right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
-        return {
-            "baseline": f"setfit:v{current['version']}",
-            "baseline_accuracy": float(right.mean()),
-            "accuracy_compared": float(gate.candidate[mine].mean()),
-            "compared_on": len(mine),
-        }
-    return {
-        "baseline": "retrieval",
-        "baseline_accuracy": float(gate.retrieval.mean()),
-        "accuracy_compared": float(gate.candidate.mean()),
-        "compared_on": len(gate.held_out),
-    }
 
 
 def train_now(
@@ -315,8 +150,8 @@ def _train_in(
     config = config_of(settings)
     examples = ws.store.examples()
     body = fresh_body(resolve_model(ws.model))
-    unseen = _unseen(ws, examples)
-    model, gate = _held_out_then_continue(
+    unseen = gate.unseen_by_serving(ws, examples)
+    model, measured = gate.held_out_then_continue(
         ws,
         examples,
         trained_labels,
@@ -328,12 +163,8 @@ def _train_in(
         callbacks,
     )
     folds = int(policy.setting(settings, "gate_folds"))
-    figures = _serving_figure(ws, examples, gate, unseen, folds)
-    promoted = policy.promote(
-        figures["accuracy_compared"],
-        figures["baseline_accuracy"],
-        float(policy.setting(settings, "gate_margin")),
-    )
+    figures = gate.serving_figure(ws, examples, measured, unseen, folds)
+    verdict = gate.verdict(figures, float(policy.setting(settings, "gate_margin")))
     fit = [e for e in examples if e.label in trained_labels]
     version = registry.next_version(ws.store)
     staged = workdir / "model"
@@ -343,13 +174,14 @@ def _train_in(
         shutil.rmtree(target)
     os.replace(staged, target)
     metrics = {
-        "held_out_accuracy": float(gate.candidate.mean()),
-        "retrieval_held_out_accuracy": float(gate.retrieval.mean()),
-        "held_out": len(gate.held_out),
+        "held_out_accuracy": float(measured.candidate.mean()),
+        "retrieval_held_out_accuracy": float(measured.retrieval.mean()),
+        "held_out": len(measured.held_out),
         **figures,
+        "gate": verdict.reason,
         "folds": folds,
-        "steps": sum(gate.steps),
-        "phase_steps": gate.steps,
+        "steps": sum(measured.steps),
+        "phase_steps": measured.steps,
         "max_steps": config.max_steps,
         "pairs_per_example": config.pairs_per_example,
         "learning_rate": config.learning_rate,
@@ -357,8 +189,8 @@ def _train_in(
         "max_example_id": max(e.id for e in examples),
         "reason": reason,
     }
-    registry.record(ws.store, version, trained_labels, len(fit), metrics, promoted)
-    return TrainReport(version, promoted, reason, metrics)
+    registry.record(ws.store, version, trained_labels, len(fit), metrics, verdict.promoted)
+    return TrainReport(version, verdict.promoted, reason, metrics)
 
 
 def after_add(ws: Workspace, train: str | None, progress: bool) -> Any:
@@ -370,11 +202,6 @@ def after_add(ws: Workspace, train: str | None, progress: bool) -> Any:
         start_background(ws)
         return "background"
     return train_now(ws, progress=progress)
-
-
-def load(ws: Workspace, version: int) -> SetFitModel:
-    """Load model ``version`` of the workspace (safetensors + JSON; nothing is unpickled)."""
-    return SetFitModel.load(registry.models_dir(ws.path) / str(version))
 
 
 def _neighbors(
@@ -405,12 +232,14 @@ def serve(
     current = registry.serving(ws.store)
     if current is None:
         return None
-    model = load(ws, current["version"])
+    model = registry.load_model(ws.path, current["version"])
     confidence = float(policy.setting(ws.store.settings(), "new_label_confidence"))
     near = None
     if explain:
         near = _neighbors(ws, model, current["version"], model.encode(texts), k)
-    return _answer(model, texts, retrieval, confidence, near)
+    return policy.answer(
+        model.classes, model.predict_proba(texts), texts, retrieval, confidence, near
+    )
 
 
 def start_background(ws: Workspace) -> subprocess.Popen[bytes] | None:
@@ -437,7 +266,6 @@ __all__ = [
     "TrainReport",
     "after_add",
     "is_training",
-    "load",
     "serve",
     "start_background",
     "train_now",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from fewshot.errors import ConfigError
-from fewshot.policy import combine, parse_setting, promote, training_due
+from fewshot.gate import held_out_part as _held_out
+from fewshot.metrics import pair_ranking
+from fewshot.policy import Verdict, combine, parse_setting, promote, training_due
 from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
-from fewshot.training import _held_out
 from fewshot.values import Prediction
 
 SETTINGS = {"min_per_label": 8, "retrain_growth": 0.5}
@@ -40,10 +44,37 @@ def test_growth_by_the_fraction_retrains_and_a_rejected_model_counts_too() -> No
 
 
 def test_the_gate_needs_strictly_more_than_the_margin() -> None:
-    assert promote(0.80, 0.75, 0.0)
-    assert not promote(0.75, 0.75, 0.0)  # a tie keeps what serves
-    assert not promote(0.80, 0.75, 0.05)
-    assert promote(0.81, 0.75, 0.05)
+    assert promote(0.80, 0.75, 0.0).promoted is True
+    assert promote(0.70, 0.75, 0.0, 0.99, 0.50).promoted is False  # ranking only breaks ties
+    assert promote(0.80, 0.75, 0.05).promoted is False
+    assert promote(0.81, 0.75, 0.05) == Verdict(True, "higher held-out accuracy")
+
+
+def test_a_tie_on_accuracy_is_decided_by_the_ranking_of_the_same_examples() -> None:
+    assert promote(0.75, 0.75, 0.0, 0.90, 0.80) == Verdict(
+        True, "same held-out accuracy, better ranking"
+    )
+    assert promote(0.75, 0.75, 0.0, 0.80, 0.80).promoted is False  # equal: what serves stays
+    assert promote(0.75, 0.75, 0.0, 0.70, 0.80).promoted is False
+    assert promote(0.75, 0.75, 0.0).promoted is False  # no ranking known: a tie keeps
+    assert promote(0.75, 0.75, 0.0, math.nan, 0.8).promoted is False
+    assert promote(0.75, 0.75, 0.05, 0.99, 0.50).promoted is False  # a margin asks accuracy
+
+
+def test_pair_ranking_is_the_roc_auc_of_each_querys_similarities() -> None:
+    rng = np.random.default_rng(0)
+    refs = rng.normal(size=(30, 8))
+    ref_labels = list(rng.choice(["a", "b", "c"], size=30))
+    queries = rng.normal(size=(5, 8))
+    query_labels = ["a", "b", "c", "a", "d"]  # no reference has "d"
+    refs[:4] = refs[4]  # repeated references: tied similarities count a half
+    got = pair_ranking(queries, query_labels, refs, ref_labels)
+    sims = queries @ refs.T
+    for i, label in enumerate(query_labels[:4]):
+        expected = roc_auc_score([r == label for r in ref_labels], sims[i])
+        assert got[i] == pytest.approx(expected)
+    assert np.isnan(got[4])
+    assert np.isnan(pair_ranking(queries[:1], ["a"], refs[:3], ["a"] * 3))[0]
 
 
 def _prediction(label: str, confidence: float, stage: str) -> Prediction:

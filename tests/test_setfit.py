@@ -277,6 +277,7 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     assert worse.promoted is False
     assert worse.metrics["baseline"] == "setfit:v1" or worse.metrics["baseline"] == "retrieval"
     assert worse.metrics["held_out_accuracy"] < worse.metrics["retrieval_held_out_accuracy"]
+    assert worse.metrics["ranking_compared"] < worse.metrics["baseline_ranking"]
     assert ws.status()["model"] == 1
     # Serve the collapsed model, label a few new texts, and a sane candidate must win.
     ws.rollback(worse.version)
@@ -301,10 +302,33 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     assert not (orphan / "junk").exists() and (orphan / "head.json").is_file()
     assert better.metrics["baseline"] == f"setfit:v{worse.version}"
     assert better.metrics["compared_on"] == 4
+    # the collapsed encoder, serving, is graded by the same ranking of the same examples
+    assert better.metrics["ranking_compared"] > better.metrics["baseline_ranking"]
     assert better.promoted is True
     assert ws.status()["model"] == better.version
     statuses = {m["version"]: m["status"] for m in ws.status()["models"]}
     assert statuses[worse.version] == "retired" and statuses[better.version] == "serving"
+
+
+def test_a_tie_on_held_out_accuracy_goes_to_the_encoder_that_ranks_better(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace.create(tmp_path / "ws", min_per_label=8)
+    for key, value in (("max_steps", "8"), ("gate_folds", "2"), ("learning_rate", "1e-4")):
+        ws.config(key, value)
+    ws.add(BILLING, "billing", train="never")
+    ws.add(SHIPPING, "shipping", train="never")
+    report = ws.train(force=True)
+    ws.close()
+    metrics = report.metrics
+    # Both answer all 8 held-out examples right (two easy labels): accuracy cannot decide.
+    assert metrics["accuracy_compared"] == metrics["baseline_accuracy"] == 1.0
+    assert metrics["baseline"] == "retrieval" and metrics["compared_on"] == 8
+    # Fine-tuned on the other 8, the encoder puts each held-out text nearer its own label's
+    # examples than the packaged encoder does, so the tie goes to the candidate.
+    assert metrics["ranking_compared"] > metrics["baseline_ranking"]
+    assert metrics["gate"] == "same held-out accuracy, better ranking"
+    assert report.promoted is True
 
 
 def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
@@ -331,6 +355,10 @@ def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
     result = runner.invoke(cli, ["--store", store, "train", "--force"])
     assert result.exit_code == 0, result.output
     assert "Trained SetFit model v" in result.output and "held-out accuracy" in result.output
+    status = json.loads(runner.invoke(cli, ["--store", store, "status", "--format", "json"]).output)
+    newest = status["models"][-1]
+    verdict = "serves now" if newest["status"] == "serving" else "still serves"
+    assert f"{verdict} ({newest['metrics']['gate']}).\n" in result.output
 
 
 def test_a_saved_model_loads_with_the_same_predictions(tmp_path: Path) -> None:

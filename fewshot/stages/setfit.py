@@ -250,11 +250,7 @@ class SetFitModel:
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Encode ``texts`` with the fine-tuned encoder to unit float32 vectors."""
-        from fewshot.embed import encode_with
-
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return encode_with(self.body, texts, self.batch_size, progress)
+        return encode_body(self.body, texts, self.batch_size, progress)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return (n, n_classes) probabilities, columns in ``classes`` order."""
@@ -307,6 +303,17 @@ class SetFitModel:
         return cls(_load(str(body_dir.resolve()), default_device()), head)
 
 
+def encode_body(
+    body: Any, texts: Sequence[str], batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    """Encode ``texts`` with the SentenceTransformer ``body`` to unit float32 vectors."""
+    from fewshot.embed import encode_with
+
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return encode_with(body, texts, batch_size, progress)
+
+
 def fresh_body(location: str) -> Any:
     """Load a new, trainable copy of the encoder at ``location`` (not the shared cached one)."""
     _quiet_libraries()
@@ -348,14 +355,14 @@ def with_head(
     body: Any, texts: Sequence[str], labels: Sequence[str], random_state: int
 ) -> SetFitModel:
     """Return a model of the (fine-tuned) ``body`` and a head fitted on its embeddings."""
-    bare = SetFitModel(body, Head(np.zeros((0, 0)), np.zeros(0), ()))
-    return SetFitModel(body, Head.fit(bare.encode(texts), labels, random_state))
+    return SetFitModel(body, Head.fit(encode_body(body, texts), labels, random_state))
 
 
 __all__ = [
     "Head",
     "SetFitConfig",
     "SetFitModel",
+    "encode_body",
     "fine_tune",
     "fresh_body",
     "sample_pairs",

@@ -1,0 +1,255 @@
+"""The promotion gate: a SetFit candidate measured against what serves, at no extra training.
+
+**Held out, then continued.** One in ``gate_folds`` (default 3) of each label's examples
+is held out; the candidate's encoder is trained on the rest with its share of the recipe's
+step budget, a head is fitted, and the whole serving rule (model + retrieval for labels the
+model did not learn) answers the held-out part, as does retrieval built from the rest. Then
+the same encoder goes on training, with pairs anchored at the held-out examples, for the
+remaining steps, and the head is refitted on every example: the model that is kept was
+trained with exactly the budget of one training on the whole set. (Cross-validation would
+score every example, but its fold models cost two trainings more; the SetFit recipe needs
+its pairs, so cheaper fold models made the gate compare an under-trained candidate.) The
+serving stage is scored on the same held-out examples: retrieval as above; a serving SetFit
+version on those it never saw (they are held out first), when there are at least
+``gate_folds`` of them, else by retrieval's figure.
+
+The decision is :func:`fewshot.policy.promote`: a higher held-out accuracy, or the same
+accuracy and a better :func:`fewshot.metrics.pair_ranking` of the same examples by the
+candidate's encoder than by the serving stage's (the packaged encoder for retrieval).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fewshot import models as registry
+from fewshot import policy
+from fewshot.metrics import pair_ranking
+from fewshot.stages.retrieval import Memory, RetrievalStage
+from fewshot.stages.setfit import Head, SetFitConfig, SetFitModel, encode_body, fine_tune, with_head
+from fewshot.values import Example, Prediction
+
+if TYPE_CHECKING:
+    from fewshot.workspace import Workspace
+
+
+def held_out_part(
+    labels: Sequence[str], folds: int, random_state: int, first: Sequence[bool]
+) -> np.ndarray:
+    """Choose the gate's held-out part: one in ``folds`` of each label's examples (rounded up).
+
+    Within a label the examples marked in ``first`` are taken before the others (the
+    examples a serving model never saw, so that it can be compared on them), each group in
+    a seeded random order.
+    """
+    rng = np.random.default_rng(random_state)
+    held = np.zeros(len(labels), dtype=bool)
+    label_array, preferred = np.asarray(labels), np.asarray(first, dtype=bool)
+    for label in sorted(set(labels)):
+        members = np.flatnonzero(label_array == label)
+        members = members[rng.permutation(len(members))]
+        members = np.concatenate([members[preferred[members]], members[~preferred[members]]])
+        held[members[: -(-len(members) // folds)]] = True
+    return held
+
+
+@dataclass
+class Gate:
+    """What the gate measured on its held-out part, and the steps of each training phase."""
+
+    held_out: np.ndarray  # indices (into the examples) of the held-out part
+    rest: np.ndarray  # indices of the others (the first phase trained on them)
+    candidate: np.ndarray  # per held-out example: the candidate rule answered right
+    retrieval: np.ndarray  # per held-out example: retrieval (on the rest) answered right
+    candidate_ranking: np.ndarray  # per held-out example: pair_ranking against the rest
+    retrieval_ranking: np.ndarray  # the same under the encoder retrieval uses
+    steps: list[int]  # optimiser steps of each training phase
+
+
+def held_out_then_continue(
+    ws: Workspace,
+    examples: list[Example],
+    trained_labels: list[str],
+    unseen: set[int],
+    body: Any,
+    config: SetFitConfig,
+    workdir: Path,
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> tuple[SetFitModel, Gate]:
+    """Train ``body`` on all but a held-out part, score that part, then continue on it.
+
+    The budget is the recipe's for the whole set (``config.steps`` of the examples trained
+    on): the first phase takes the share of the examples it trains on, the second the rest,
+    with pairs anchored at the held-out examples. So the gate costs no training of its own.
+    """
+    import torch
+
+    settings = ws.store.settings()
+    texts = [e.text for e in examples]
+    labels = [e.label for e in examples]
+    ws.memory()  # embeds any example that has no stored embedding yet
+    ids, matrix = ws.store.embeddings(ws.encoder.key)
+    row = {int(i): r for r, i in enumerate(ids)}
+    vectors = matrix[[row[e.id] for e in examples]]
+    folds = int(policy.setting(settings, "gate_folds"))
+    held = held_out_part(labels, folds, config.random_state, [e.id in unseen for e in examples])
+    test, rest = np.flatnonzero(held), np.flatnonzero(~held)
+    fit = [i for i in range(len(examples)) if labels[i] in trained_labels]
+    fit_rest = [i for i in fit if not held[i]]
+    budget = config.steps(len(fit))
+    first = (
+        round(budget * len(fit_rest) / len(fit)) if len({labels[i] for i in fit_rest}) >= 2 else 0
+    )
+    first = min(first, budget - 1)
+    rest_labels = [labels[i] for i in rest]
+    memory = Memory.build([texts[i] for i in rest], rest_labels, vectors[rest])
+    test_texts, gold = [texts[i] for i in test], [labels[i] for i in test]
+    by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
+    answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
+    ranking = np.full(len(test), np.nan)
+    torch.manual_seed(config.random_state)
+    steps = []
+    if first > 0:
+        phase_texts = [texts[i] for i in fit_rest]
+        phase_labels = [labels[i] for i in fit_rest]
+        fine_tune(body, phase_texts, phase_labels, config, workdir, progress, callbacks, first)
+        steps.append(first)
+        confidence = float(policy.setting(settings, "new_label_confidence"))
+        answers, ranking = _candidate_on(
+            body, examples, rest, test, trained_labels, by_retrieval, confidence, config
+        )
+    fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
+    position = {i: k for k, i in enumerate(fit)}
+    anchors = [position[i] for i in fit if held[i]] if first > 0 else None
+    second = budget - first
+    fine_tune(body, fit_texts, fit_labels, config, workdir, progress, callbacks, second, anchors)
+    steps.append(second)
+    gate = Gate(
+        held_out=test,
+        rest=rest,
+        candidate=np.asarray([a.label for a in answers]) == np.asarray(gold),
+        retrieval=np.asarray([p.label for p in by_retrieval]) == np.asarray(gold),
+        candidate_ranking=ranking,
+        retrieval_ranking=pair_ranking(vectors[test], gold, vectors[rest], rest_labels),
+        steps=steps,
+    )
+    return with_head(body, fit_texts, fit_labels, config.random_state), gate
+
+
+def _candidate_on(
+    body: Any,
+    examples: list[Example],
+    rest: np.ndarray,
+    test: np.ndarray,
+    trained_labels: list[str],
+    retrieval: list[Prediction],
+    confidence: float,
+    config: SetFitConfig,
+) -> tuple[list[Prediction], np.ndarray]:
+    """Score the first phase's candidate on the held-out part (``test``).
+
+    A head is fitted on the rest's examples of the trained labels under ``body``; the
+    serving rule answers the held-out texts (``retrieval`` covering the labels the model
+    never saw), and :func:`fewshot.metrics.pair_ranking` grades each held-out example
+    against the rest under ``body``.
+
+    Returns:
+        The answers and the rankings, in ``test`` order.
+    """
+    rest_vectors = encode_body(body, [examples[i].text for i in rest])
+    test_vectors = encode_body(body, [examples[i].text for i in test])
+    rest_labels = [examples[i].label for i in rest]
+    trained = [k for k, label in enumerate(rest_labels) if label in trained_labels]
+    head = Head.fit(rest_vectors[trained], [rest_labels[k] for k in trained], config.random_state)
+    texts = [examples[i].text for i in test]
+    answers = policy.answer(
+        head.classes, head.predict_proba(test_vectors), texts, retrieval, confidence
+    )
+    gold = [examples[i].label for i in test]
+    return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels)
+
+
+def unseen_by_serving(ws: Workspace, examples: list[Example]) -> set[int]:
+    """Ids of the examples the serving model never saw, of labels it knows (none if none serves)."""
+    current = registry.serving(ws.store)
+    if current is None:
+        return set()
+    seen_up_to = int(current["metrics"].get("max_example_id", 0))
+    return {e.id for e in examples if e.id > seen_up_to and e.label in current["labels"]}
+
+
+def serving_figure(
+    ws: Workspace, examples: list[Example], gate: Gate, unseen: set[int], minimum: int
+) -> dict[str, Any]:
+    """Accuracy of the serving stage and of the candidate on the same held-out examples.
+
+    A serving SetFit version is scored on the held-out examples it never saw, when there are
+    at least ``minimum`` of them; otherwise the candidate is compared with retrieval.
+    """
+    current = registry.serving(ws.store)
+    mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
+    if current is not None and len(mine) >= minimum:
+        model = registry.load_model(ws.path, current["version"])
+        chosen = [examples[gate.held_out[k]] for k in mine]
+        vectors = model.encode([e.text for e in chosen])
+        proba = model.head.predict_proba(vectors)
+        right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
+        rest = [examples[i] for i in gate.rest]
+        ranking = pair_ranking(
+            vectors, [e.label for e in chosen], model.encode([e.text for e in rest]),
+            [e.label for e in rest],
+        )  # fmt: skip
+        return {
+            "baseline": f"setfit:v{current['version']}",
+            "baseline_accuracy": float(right.mean()),
+            "accuracy_compared": float(gate.candidate[mine].mean()),
+            "baseline_ranking": _mean(ranking),
+            "ranking_compared": _mean(gate.candidate_ranking[mine]),
+            "compared_on": len(mine),
+        }
+    return {
+        "baseline": "retrieval",
+        "baseline_accuracy": float(gate.retrieval.mean()),
+        "accuracy_compared": float(gate.candidate.mean()),
+        "baseline_ranking": _mean(gate.retrieval_ranking),
+        "ranking_compared": _mean(gate.candidate_ranking),
+        "compared_on": len(gate.held_out),
+    }
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Return the mean of the defined (non-NaN) values, or None (JSON null) if none is."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else None
+
+
+def verdict(figures: dict[str, Any], margin: float) -> policy.Verdict:
+    """Return the gate's decision on the figures of :func:`serving_figure`."""
+
+    def number(value: float | None) -> float:
+        return math.nan if value is None else value
+
+    return policy.promote(
+        figures["accuracy_compared"],
+        figures["baseline_accuracy"],
+        margin,
+        number(figures["ranking_compared"]),
+        number(figures["baseline_ranking"]),
+    )
+
+
+__all__ = [
+    "Gate",
+    "held_out_part",
+    "held_out_then_continue",
+    "serving_figure",
+    "unseen_by_serving",
+    "verdict",
+]
