@@ -294,10 +294,22 @@ def candidate_figure(record: dict[str, Any]) -> float | None:
     return None if rejected is None else figure({"dataset": record["dataset"], **rejected})
 
 
+def seed_figure(
+    cells: dict[tuple[str, int, str], list[dict[str, Any]]], d: str, n: int, m: str, seed: int
+) -> float | None:
+    """The figure of method m's cell for this support set, or None when it did not run."""
+    return next((figure(x) for x in cells.get((d, n, m), []) if x["seed"] == seed), None)
+
+
 def held_out_section(
-    new: list[dict[str, Any]], cells: dict[tuple[str, int, str], list[dict[str, Any]]]
+    new: list[dict[str, Any]],
+    cells: dict[tuple[str, int, str], list[dict[str, Any]]],
+    before: dict[tuple[str, int, str], list[dict[str, Any]]] | None = None,
 ) -> list[str]:
-    """fewshot with the held-out gate, cell by cell, against the grid cells of its support set."""
+    """fewshot with a newer gate, cell by cell, against the grid cells of its support set.
+
+    'fewshot before' comes from ``before`` where given (an earlier experiment), else the grid.
+    """
     out = ["| dataset | N | seed | gate: candidate / retrieval, correct of held-out n | serving "
            "| fewshot now | its candidate | fewshot before | setfit | knn | now - setfit |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -308,11 +320,16 @@ def held_out_section(
     )
     for r in order:
         d, n, seed = r["dataset"], r["n_per_label"], r["seed"]
+        earlier = cells if before is None else before
         other = {
-            m: next((figure(x) for x in cells.get((d, n, m), []) if x["seed"] == seed), None)
+            m: seed_figure(earlier if m == "fewshot" else cells, d, n, m, seed)
             for m in ("fewshot", "setfit", "knn")
         }
-        cand, ret, total = gate_counts(r)
+        cand, ret, n_compared = gate_counts(r)
+        total = str(n_compared)
+        ours, theirs = r["gate"].get("ranking_compared"), r["gate"].get("baseline_ranking")
+        if ours is not None and theirs is not None:
+            total += f"; ranking {ours:.3f} / {theirs:.3f}"
         candidate = candidate_figure(r)
         promoted[n].append(r["serving"] == "setfit")
         for m, v in other.items():
@@ -459,6 +476,7 @@ def render(
     speed: Path,
     picture: str | None,
     held_out: list[dict[str, Any]] | None = None,
+    ranked: list[dict[str, Any]] | None = None,
 ) -> str:
     cells = group(records)
     machines = sorted({r.get("machine", "?") for r in records})
@@ -500,6 +518,15 @@ def render(
     lines += ["## The promotion gate's decisions", ""]
     lines += ["Recorded by the fewshot cells that were (re)run with gate figures (the rerun "
               "reproduced each cell's accuracy exactly).", "", *gate_table(cells)]  # fmt: skip
+    if ranked:
+        lines += ["## The ranking tie-break (commit 72903ec)", ""]
+        lines += ["A tie on held-out accuracy now goes to the candidate when its encoder ranks "
+                  "the same held-out examples better (mean ROC AUC of each held-out text's "
+                  "similarities to the rest's examples, its own label against the others). Its "
+                  "cells (`benchmarks/experiments/ranking_gate*.json`, shared 2-core CPU, one "
+                  "thread a job) against the grid and, as 'before', the held-out gate's cells "
+                  "below:", "",
+                  *held_out_section(ranked, cells, group(held_out or []))]  # fmt: skip
     if held_out:
         lines += ["## The held-out gate (commit 17828c8)", ""]
         lines += ["The gate now holds out one in three of each label's examples, trains the "
@@ -526,15 +553,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     records = json.loads(args.results.read_text(encoding="utf-8"))
-    held_out = [
-        r
-        for path in sorted((HERE / "experiments").glob("held_out_gate*.json"))
-        for r in json.loads(path.read_text(encoding="utf-8"))
-    ]
+    held_out, ranked = (
+        [
+            r
+            for path in sorted((HERE / "experiments").glob(pattern))
+            for r in json.loads(path.read_text(encoding="utf-8"))
+        ]
+        for pattern in ("held_out_gate*.json", "ranking_gate*.json")
+    )
     picture = args.out.parent / "accuracy_vs_n.png"
     drawn = plot(group(records), picture)
     args.out.write_text(
-        render(records, args.speed, picture.name if drawn else None, held_out) + "\n"
+        render(records, args.speed, picture.name if drawn else None, held_out, ranked) + "\n"
     )
     print(f"wrote {args.out}" + (f" and {picture}" if drawn else ""))
 

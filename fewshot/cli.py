@@ -100,7 +100,7 @@ def _report(result: Any, workspace: Workspace) -> None:
 
 def _trained(report: Any) -> None:
     metrics = report.metrics
-    verdict = "serves now" if report.promoted else f"kept out; {metrics['baseline']} still serves"
+    verdict = "serves now" if report.promoted else f"kept out; {metrics['serving']} still serves"
     click.echo(
         f"Trained SetFit model v{report.version} ({report.reason}): held-out accuracy "
         f"{metrics['accuracy_compared']:.3f} vs {metrics['baseline']} "

@@ -59,12 +59,12 @@ def held_out_part(
     return held
 
 
-@dataclass
+@dataclass(frozen=True)
 class Gate:
     """What the gate measured on its held-out part, and the steps of each training phase."""
 
     held_out: np.ndarray  # indices (into the examples) of the held-out part
-    rest: np.ndarray  # indices of the others (the first phase trained on them)
+    rest: np.ndarray  # indices of the others (the first phase trained on their trained labels)
     candidate: np.ndarray  # per held-out example: the candidate rule answered right
     retrieval: np.ndarray  # per held-out example: retrieval (on the rest) answered right
     candidate_ranking: np.ndarray  # per held-out example: pair_ranking against the rest
@@ -191,7 +191,8 @@ def serving_figure(
     """Accuracy of the serving stage and of the candidate on the same held-out examples.
 
     A serving SetFit version is scored on the held-out examples it never saw, when there are
-    at least ``minimum`` of them; otherwise the candidate is compared with retrieval.
+    at least ``minimum`` of them; otherwise the candidate is compared with retrieval's
+    accuracy, and a tie keeps the serving version (no ranking of it was measured).
     """
     current = registry.serving(ws.store)
     mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
@@ -207,24 +208,26 @@ def serving_figure(
             [e.label for e in rest],
         )  # fmt: skip
         return {
+            "serving": f"setfit:v{current['version']}",
             "baseline": f"setfit:v{current['version']}",
             "baseline_accuracy": float(right.mean()),
             "accuracy_compared": float(gate.candidate[mine].mean()),
-            "baseline_ranking": _mean(ranking),
-            "ranking_compared": _mean(gate.candidate_ranking[mine]),
+            "baseline_ranking": mean_defined(ranking),
+            "ranking_compared": mean_defined(gate.candidate_ranking[mine]),
             "compared_on": len(mine),
         }
     return {
+        "serving": "retrieval" if current is None else f"setfit:v{current['version']}",
         "baseline": "retrieval",
         "baseline_accuracy": float(gate.retrieval.mean()),
         "accuracy_compared": float(gate.candidate.mean()),
-        "baseline_ranking": _mean(gate.retrieval_ranking),
-        "ranking_compared": _mean(gate.candidate_ranking),
+        "baseline_ranking": mean_defined(gate.retrieval_ranking) if current is None else None,
+        "ranking_compared": mean_defined(gate.candidate_ranking),
         "compared_on": len(gate.held_out),
     }
 
 
-def _mean(values: np.ndarray) -> float | None:
+def mean_defined(values: np.ndarray) -> float | None:
     """Return the mean of the defined (non-NaN) values, or None (JSON null) if none is."""
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if len(defined) else None
@@ -249,6 +252,7 @@ __all__ = [
     "Gate",
     "held_out_part",
     "held_out_then_continue",
+    "mean_defined",
     "serving_figure",
     "unseen_by_serving",
     "verdict",

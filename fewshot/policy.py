@@ -12,7 +12,7 @@
   now on a held-out part of the labeled set: a higher accuracy by more than ``gate_margin``
   (default 0), or, with margin 0, the same accuracy and a better ranking of the same
   examples by its encoder (:func:`promote`; a few held-out examples often tie on
-  accuracy). See ``fewshot/training.py``.
+  accuracy). See ``fewshot/gate.py``.
 * **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
   retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
 """

@@ -176,6 +176,8 @@ def _train_in(
     metrics = {
         "held_out_accuracy": float(measured.candidate.mean()),
         "retrieval_held_out_accuracy": float(measured.retrieval.mean()),
+        "held_out_ranking": gate.mean_defined(measured.candidate_ranking),
+        "retrieval_held_out_ranking": gate.mean_defined(measured.retrieval_ranking),
         "held_out": len(measured.held_out),
         **figures,
         "gate": verdict.reason,

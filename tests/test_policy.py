@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fewshot.errors import ConfigError
-from fewshot.gate import held_out_part as _held_out
+from fewshot.gate import held_out_part
 from fewshot.metrics import pair_ranking
 from fewshot.policy import Verdict, combine, parse_setting, promote, training_due
 from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
@@ -133,13 +133,13 @@ def test_step_cap_bounds_the_steps() -> None:
 
 def test_the_held_out_part_is_stratified_and_takes_the_preferred_examples_first() -> None:
     labels = ["a"] * 9 + ["b"] * 7
-    held = _held_out(labels, 3, random_state=0, first=[False] * 16)
+    held = held_out_part(labels, 3, random_state=0, first=[False] * 16)
     names = np.asarray(labels)
     assert (held[names == "a"].sum(), held[names == "b"].sum()) == (3, 3)  # 9/3, 7/3 up
-    other = _held_out(labels, 3, random_state=1, first=[False] * 16)
+    other = held_out_part(labels, 3, random_state=1, first=[False] * 16)
     assert not np.array_equal(held, other)  # seeded, not the first examples of a label
     first = [i in (0, 1, 9) for i in range(16)]  # examples a serving model never saw
-    held = _held_out(labels, 3, random_state=0, first=first)
+    held = held_out_part(labels, 3, random_state=0, first=first)
     assert held[[0, 1, 9]].all() and held.sum() == 6
 
 

@@ -277,7 +277,7 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     assert worse.promoted is False
     assert worse.metrics["baseline"] == "setfit:v1" or worse.metrics["baseline"] == "retrieval"
     assert worse.metrics["held_out_accuracy"] < worse.metrics["retrieval_held_out_accuracy"]
-    assert worse.metrics["ranking_compared"] < worse.metrics["baseline_ranking"]
+    assert worse.metrics["held_out_ranking"] < worse.metrics["retrieval_held_out_ranking"]
     assert ws.status()["model"] == 1
     # Serve the collapsed model, label a few new texts, and a sane candidate must win.
     ws.rollback(worse.version)
@@ -302,8 +302,11 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     assert not (orphan / "junk").exists() and (orphan / "head.json").is_file()
     assert better.metrics["baseline"] == f"setfit:v{worse.version}"
     assert better.metrics["compared_on"] == 4
-    # the collapsed encoder, serving, is graded by the same ranking of the same examples
+    # the collapsed encoder, serving, is graded by the same ranking of the same examples:
+    # far below the packaged encoder's (about 0.9 here), which a mix-up would have measured
     assert better.metrics["ranking_compared"] > better.metrics["baseline_ranking"]
+    assert better.metrics["baseline_ranking"] < better.metrics["retrieval_held_out_ranking"] - 0.1
+    assert better.metrics["gate"] == "higher held-out accuracy"
     assert better.promoted is True
     assert ws.status()["model"] == better.version
     statuses = {m["version"]: m["status"] for m in ws.status()["models"]}
@@ -329,6 +332,29 @@ def test_a_tie_on_held_out_accuracy_goes_to_the_encoder_that_ranks_better(
     assert metrics["ranking_compared"] > metrics["baseline_ranking"]
     assert metrics["gate"] == "same held-out accuracy, better ranking"
     assert report.promoted is True
+
+
+def test_a_serving_model_not_measurable_keeps_serving_on_a_tie(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws", min_per_label=8)
+    for key, value in (("max_steps", "2"), ("gate_folds", "2")):
+        ws.config(key, value)
+    ws.add(BILLING, "billing", train="never")
+    ws.add(SHIPPING, "shipping", train="never")
+    first = ws.train(force=True)
+    ws.rollback(first.version)  # serve v1 whatever its gate said
+    # login reaches the threshold: a new label, so none of the held-out examples is one v1
+    # could be scored on (it never learned login; billing and shipping it has seen).
+    result = ws.add([*LOGIN, "My account password expired"], "login", train="auto")
+    ws.close()
+    report = result.training
+    assert report is not None and report.reason == "label 'login' reached the threshold"
+    metrics = report.metrics
+    assert (metrics["baseline"], metrics["serving"]) == ("retrieval", f"setfit:v{first.version}")
+    # retrieval's accuracy stands in for v1's, but not the packaged encoder's ranking: no
+    # ranking of v1 was measured, so a tie must keep v1 serving.
+    assert metrics["baseline_ranking"] is None and metrics["ranking_compared"] is not None
+    assert metrics["gate"] != "same held-out accuracy, better ranking"
+    assert report.promoted is (metrics["accuracy_compared"] > metrics["baseline_accuracy"])
 
 
 def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
