@@ -94,20 +94,14 @@ def held_out_then_continue(
     settings = ws.store.settings()
     texts = [e.text for e in examples]
     labels = [e.label for e in examples]
-    ws.memory()  # embeds any example that has no stored embedding yet
-    ids, matrix = ws.store.embeddings(ws.encoder.key)
-    row = {int(i): r for r, i in enumerate(ids)}
-    vectors = matrix[[row[e.id] for e in examples]]
+    vectors = _stored_vectors(ws, examples)
     folds = int(policy.setting(settings, "gate_folds"))
     held = held_out_part(labels, folds, config.random_state, [e.id in unseen for e in examples])
     test, rest = np.flatnonzero(held), np.flatnonzero(~held)
     fit = [i for i in range(len(examples)) if labels[i] in trained_labels]
     fit_rest = [i for i in fit if not held[i]]
     budget = config.steps(len(fit))
-    first = (
-        round(budget * len(fit_rest) / len(fit)) if len({labels[i] for i in fit_rest}) >= 2 else 0
-    )
-    first = min(first, budget - 1)
+    first = _first_phase(budget, len(fit), len(fit_rest), len({labels[i] for i in fit_rest}))
     rest_labels = [labels[i] for i in rest]
     memory = Memory.build([texts[i] for i in rest], rest_labels, vectors[rest])
     test_texts, gold = [texts[i] for i in test], [labels[i] for i in test]
@@ -141,6 +135,22 @@ def held_out_then_continue(
         steps=steps,
     )
     return with_head(body, fit_texts, fit_labels, config.random_state), gate
+
+
+def _stored_vectors(ws: Workspace, examples: list[Example]) -> np.ndarray:
+    """Return the packaged encoder's vectors of ``examples`` (stored; missing ones made now)."""
+    ws.memory()  # embeds any example that has no stored embedding yet
+    ids, matrix = ws.store.embeddings(ws.encoder.key)
+    row = {int(i): r for r, i in enumerate(ids)}
+    return matrix[[row[e.id] for e in examples]]
+
+
+def _first_phase(budget: int, n_fit: int, n_rest: int, rest_labels: int) -> int:
+    """Return the first phase's steps: the rest's share of the budget, leaving one at least.
+
+    0 when the rest holds fewer than two trained labels: there is no model to fit.
+    """
+    return min(round(budget * n_rest / n_fit), budget - 1) if rest_labels >= 2 else 0
 
 
 def _candidate_on(
