@@ -183,7 +183,8 @@ def promote(
     The candidate must answer the held-out examples more accurately than what serves, by
     more than ``margin``. With ``margin`` 0, equal accuracy (a few held-out examples often
     tie) is decided by the finer measure on the same examples: the candidate serves if its
-    encoder ranks them better (mean :func:`fewshot.metrics.pair_ranking`); NaN never wins.
+    encoder ranks them better (mean :func:`fewshot.metrics.pair_ranking`, by more than
+    1e-9); an equal ranking keeps what serves, and NaN never wins.
 
     Args:
         candidate: The candidate's accuracy on the held-out examples.
@@ -195,7 +196,8 @@ def promote(
     if candidate > serving + margin:
         return Verdict(True, "higher held-out accuracy")
     if margin == 0 and math.isclose(candidate, serving, abs_tol=1e-9):
-        if candidate_ranking > serving_ranking:
+        # equal rankings (a mean of a few fractions; they can differ by float rounding) keep
+        if candidate_ranking > serving_ranking + 1e-9:
             return Verdict(True, "same held-out accuracy, better ranking")
         return Verdict(False, "same held-out accuracy, ranking not better")
     if margin > 0:

@@ -55,6 +55,8 @@ def test_a_tie_on_accuracy_is_decided_by_the_ranking_of_the_same_examples() -> N
         True, "same held-out accuracy, better ranking"
     )
     assert promote(0.75, 0.75, 0.0, 0.80, 0.80).promoted is False  # equal: what serves stays
+    # equal means of fractions, apart by float rounding only (107/150, as two sums gave it)
+    assert promote(0.75, 0.75, 0.0, 0.7133333333333334, 0.7133333333333333).promoted is False
     assert promote(0.75, 0.75, 0.0, 0.70, 0.80).promoted is False
     assert promote(0.75, 0.75, 0.0).promoted is False  # no ranking known: a tie keeps
     assert promote(0.75, 0.75, 0.0, math.nan, 0.8).promoted is False
