@@ -96,8 +96,9 @@ fold models had kept retrieval. The main grid below is still the cross-validated
   against 37.8; ag_news seed 2: 85.7 against 78.4, after 11 against 11 of 12 in the gate).
 - Time (`benchmarks/speed.py --parts training --dataset D --n N`, each pair of runs alone
   on the CPU, same run; since replaced in the speed table by the runs above): the
-  pipeline's training over one plain setfit run was 0.95 (cr, 16 examples), 1.09 (emotion, 48) and 1.03 (cr, 128); about one setfit training,
-  within a few percent either way (it was 3.1 with the cross-validated gate).
+  pipeline's training over one plain setfit run was 0.95 (cr, 16 examples), 1.09
+  (emotion, 48) and 1.03 (cr, 128); about one setfit training, within a few percent either
+  way (it was 3.1 with the cross-validated gate).
 
 **Coverage and machines.** knn, wknn and logreg: all ten datasets, N = 8, 16, 32, 64, seeds
 0-2, on the shared 2-core CPU. The fine-tuned methods (setfit, setfit-default, fewshot): the
