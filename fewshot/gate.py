@@ -205,6 +205,7 @@ def serving_figure(
     accuracy, and a tie keeps the serving version (no ranking of it was measured).
     """
     current = registry.serving(ws.store)
+    serving = "retrieval" if current is None else f"setfit:v{current['version']}"
     mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
     if current is not None and len(mine) >= minimum:
         model = registry.load_model(ws.path, current["version"])
@@ -218,8 +219,8 @@ def serving_figure(
             [e.label for e in rest],
         )  # fmt: skip
         return {
-            "serving": f"setfit:v{current['version']}",
-            "baseline": f"setfit:v{current['version']}",
+            "serving": serving,
+            "baseline": serving,
             "baseline_accuracy": float(right.mean()),
             "accuracy_compared": float(gate.candidate[mine].mean()),
             "baseline_ranking": mean_defined(ranking),
@@ -227,7 +228,7 @@ def serving_figure(
             "compared_on": len(mine),
         }
     return {
-        "serving": "retrieval" if current is None else f"setfit:v{current['version']}",
+        "serving": serving,
         "baseline": "retrieval",
         "baseline_accuracy": float(gate.retrieval.mean()),
         "accuracy_compared": float(gate.candidate.mean()),

@@ -31,11 +31,7 @@ from fewshot import models as registry
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.index import VectorIndex
 from fewshot.stages.retrieval import Memory
-from fewshot.stages.setfit import (
-    SetFitConfig,
-    SetFitModel,
-    fresh_body,
-)
+from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body
 from fewshot.values import Prediction
 
 if TYPE_CHECKING:
