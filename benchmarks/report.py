@@ -405,12 +405,8 @@ def gate_table(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[
                 if not gate:
                     continue
                 cand, ret, total = gate_counts(r)
-                other = {
-                    m: next((figure(x) for x in cells.get((d, n, m), []) if x["seed"] == r["seed"]),
-                            None)
-                    for m in ("setfit", "knn")
-                }  # fmt: skip
-                shown = ["-" if v is None else f"{v:.1f}" for v in other.values()]
+                other = [seed_figure(cells, d, n, m, r["seed"]) for m in ("setfit", "knn")]
+                shown = ["-" if v is None else f"{v:.1f}" for v in other]
                 out.append(
                     f"| {d} | {n} | {r['seed']} | {cand} / {ret} of {total} | {r['serving']} | "
                     f"{figure(r):.1f} | " + " | ".join(shown) + " |"
