@@ -76,9 +76,51 @@ def status_table(status: dict[str, Any]) -> Any:
     for label, count in status["labels"].items():
         left = max(status["threshold"] - count, 0)
         table.add_row(Text(label), str(count), "reached" if left == 0 else str(left))
-    model = status["model"] if status["model"] is not None else "none"
+    model = f"v{status['model']}" if status["model"] is not None else "none"
     summary = (
         f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"
         f"encoder: {status['encoder']}"
     )
-    return Group(table, Text(summary))
+    if status.get("training"):
+        summary += "\ntraining: under way (a SetFit model is being trained now)"
+    elif status.get("training_due"):
+        summary += f"\ntraining: due ({status['training_due']})"
+    parts: list[Any] = [table]
+    if status.get("models"):
+        parts.append(models_table(status["models"]))
+    return Group(*parts, Text(summary))
+
+
+def _when(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def models_table(models: Sequence[dict[str, Any]]) -> Any:
+    """Return a rich Table of the model versions: status, when, size and the gate's figures."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="models", show_header=True)
+    for name in ("version", "status", "trained"):
+        table.add_column(name)
+    table.add_column("examples", justify="right")
+    table.add_column("held-out accuracy", justify="right")
+    table.add_column("gate")
+    for m in models:
+        metrics = m.get("metrics") or {}
+        accuracy = ""
+        if metrics.get("held_out_accuracy") is not None:
+            accuracy = f"{metrics['held_out_accuracy']:.2f}"
+            if metrics.get("baseline_accuracy") is not None:
+                accuracy += f" vs {metrics['baseline_accuracy']:.2f} ({metrics.get('baseline')})"
+        table.add_row(
+            f"v{m['version']}",
+            m["status"],
+            _when(m["created_at"]),
+            str(m["n_examples"]),
+            accuracy,
+            Text(str(metrics.get("gate") or "")),
+        )
+    return table

@@ -256,6 +256,8 @@ def test_a_running_training_is_shown_and_not_doubled(trained: dict[str, Any]) ->
     ws = trained["ws"]
     with training_lock(ws.path):
         assert ws.status()["training"] is True
+        table = CliRunner().invoke(cli, ["--store", str(ws.path), "status"]).output
+        assert "training: under way" in table
         with pytest.raises(WorkspaceError, match="a training is already under way"):
             ws.train(force=True)
         assert ws.start_background_training() is None
@@ -373,6 +375,11 @@ def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
         m["version"] for m in status["models"]
     )
     assert {"version", "metrics", "status", "created_at", "n_examples"} <= set(status["models"][0])
+    table = runner.invoke(cli, ["--store", store, "status"], env={"COLUMNS": "200"}).output
+    assert "model: v1" in table
+    for m in status["models"]:
+        row = next(line for line in table.splitlines() if f" v{m['version']} " in line)
+        assert m["status"] in row and f"{m['metrics']['held_out_accuracy']:.2f}" in row
     result = runner.invoke(cli, ["--store", store, "rollback", "99"])
     assert result.exit_code == 1 and "Error: no model version 99" in result.output
     result = runner.invoke(cli, ["--store", store, "config", "min_per_label", "zero"])
