@@ -346,6 +346,7 @@ def held_out_section(
            "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     diffs: dict[tuple[int, str], list[float]] = defaultdict(list)
     promoted: dict[int, list[bool]] = defaultdict(list)
+    better: dict[int, list[tuple[bool, bool]]] = defaultdict(list)  # (promoted, candidate won)
     order = sorted(
         new, key=lambda r: (r["n_per_label"], ALL_DATASETS.index(r["dataset"]), r["seed"])
     )
@@ -363,6 +364,8 @@ def held_out_section(
             total += f"; ranking {ours:.3f} / {theirs:.3f}"
         candidate = candidate_figure(r)
         promoted[n].append(r["serving"] == "setfit")
+        if candidate is not None and other["knn"] is not None and candidate != other["knn"]:
+            better[n].append((r["serving"] == "setfit", candidate > other["knn"]))
         for m, v in other.items():
             if v is not None:
                 diffs[(n, m)].append(figure(r) - v)
@@ -387,10 +390,18 @@ def held_out_section(
         if diffs.get((n, "candidate")):
             won = diffs[(n, "candidate")]
             line += f"; its candidate minus setfit: {statistics.fmean(won):+.1f} ({len(won)} cells)"
+        if better[n]:
+            right = sum(p == w for p, w in better[n])
+            line += (
+                f"; the gate chose the one better on the test set (candidate or retrieval, "
+                f"i.e. knn) in {right} of {len(better[n])} cells, promoting every candidate "
+                f"would have in {sum(w for _, w in better[n])}"
+            )
         out.append(line + ".")
     out += ["", "'its candidate': the test figure of the model the gate measured and kept out "
             "(the benchmark serves it by a rollback and classifies again), or of the one it let "
-            "in; '-' where the cell ran before the benchmark recorded it."]  # fmt: skip
+            "in; '-' where the cell ran before the benchmark recorded it. 'Chose the one "
+            "better on the test set' counts the cells whose candidate and knn differ."]  # fmt: skip
     return [*out, ""]
 
 
