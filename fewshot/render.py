@@ -106,21 +106,33 @@ def models_table(models: Sequence[dict[str, Any]]) -> Any:
     for name in ("version", "status", "trained"):
         table.add_column(name)
     table.add_column("examples", justify="right")
-    table.add_column("held-out accuracy", justify="right")
+    table.add_column("held-out accuracy")
     table.add_column("gate")
     for m in models:
         metrics = m.get("metrics") or {}
-        accuracy = ""
-        if metrics.get("held_out_accuracy") is not None:
-            accuracy = f"{metrics['held_out_accuracy']:.2f}"
-            if metrics.get("baseline_accuracy") is not None:
-                accuracy += f" vs {metrics['baseline_accuracy']:.2f} ({metrics.get('baseline')})"
         table.add_row(
             f"v{m['version']}",
             m["status"],
             _when(m["created_at"]),
             str(m["n_examples"]),
-            accuracy,
+            Text(gate_figures(metrics)),
             Text(str(metrics.get("gate") or "")),
         )
     return table
+
+
+def gate_figures(metrics: dict[str, Any]) -> str:
+    """Return what the gate compared: "0.83 vs 0.67 retrieval, on 6" ('' if none recorded).
+
+    The candidate's accuracy on the same held-out texts as the stage it was compared with
+    (a serving SetFit version is scored only on those it never saw); versions trained
+    before the held-out gate recorded cross-validated figures, marked "(cv)".
+    """
+    ours = metrics.get("accuracy_compared", metrics.get("cv_accuracy_compared"))
+    theirs = metrics.get("baseline_accuracy")
+    if ours is None or theirs is None:
+        return ""
+    shown = f"{ours:.2f} vs {theirs:.2f} {metrics.get('baseline', '')}".rstrip()
+    if metrics.get("compared_on") is not None:
+        shown += f", on {metrics['compared_on']}"
+    return shown + (" (cv)" if "accuracy_compared" not in metrics else "")

@@ -164,3 +164,21 @@ def test_the_head_matches_scikit_learn() -> None:
         reference = LogisticRegression(max_iter=2000, random_state=0).fit(x, labels)
         assert head.classes == tuple(reference.classes_)
         np.testing.assert_allclose(head.predict_proba(x), reference.predict_proba(x), atol=1e-8)
+
+
+def test_the_status_table_shows_the_figures_the_gate_compared() -> None:
+    from fewshot.render import gate_figures
+
+    # a serving SetFit version is scored on the held-out texts it never saw: the candidate's
+    # figure on those (accuracy_compared), not on all held-out texts, is what it is set against
+    metrics = {
+        "held_out_accuracy": 0.9,
+        "accuracy_compared": 0.5,
+        "baseline_accuracy": 0.75,
+        "baseline": "setfit:v1",
+        "compared_on": 4,
+    }
+    assert gate_figures(metrics) == "0.50 vs 0.75 setfit:v1, on 4"
+    old = {"cv_accuracy_compared": 0.625, "baseline_accuracy": 0.5, "baseline": "retrieval"}
+    assert gate_figures(old) == "0.62 vs 0.50 retrieval (cv)"
+    assert gate_figures({}) == ""

@@ -313,6 +313,14 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     assert ws.status()["model"] == better.version
     statuses = {m["version"]: m["status"] for m in ws.status()["models"]}
     assert statuses[worse.version] == "retired" and statuses[better.version] == "serving"
+    # the table shows what the gate compared: the serving version on the 4 texts it never saw
+    table = CliRunner().invoke(cli, ["--store", str(ws.path), "status"], env={"COLUMNS": "200"})
+    row = next(line for line in table.output.splitlines() if f" v{better.version} " in line)
+    figures = better.metrics
+    assert (
+        f"{figures['accuracy_compared']:.2f} vs {figures['baseline_accuracy']:.2f} "
+        f"setfit:v{worse.version}, on 4"
+    ) in row
 
 
 def test_a_tie_on_held_out_accuracy_goes_to_the_encoder_that_ranks_better(
@@ -379,7 +387,12 @@ def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
     assert "model: v1" in table
     for m in status["models"]:
         row = next(line for line in table.splitlines() if f" v{m['version']} " in line)
-        assert m["status"] in row and f"{m['metrics']['held_out_accuracy']:.2f}" in row
+        figures = m["metrics"]
+        compared = (
+            f"{figures['accuracy_compared']:.2f} vs {figures['baseline_accuracy']:.2f} "
+            f"{figures['baseline']}, on {figures['compared_on']}"
+        )
+        assert f"│ {m['status']} " in row and compared in row
     result = runner.invoke(cli, ["--store", store, "rollback", "99"])
     assert result.exit_code == 1 and "Error: no model version 99" in result.output
     result = runner.invoke(cli, ["--store", store, "config", "min_per_label", "zero"])
