@@ -401,7 +401,8 @@ def held_out_section(
     out += ["", "'its candidate': the test figure of the model the gate measured and kept out "
             "(the benchmark serves it by a rollback and classifies again), or of the one it let "
             "in; '-' where the cell ran before the benchmark recorded it. 'Chose the one "
-            "better on the test set' counts the cells whose candidate and knn differ."]  # fmt: skip
+            "better on the test set' counts the cells with a recorded candidate whose "
+            "figure differs from knn's."]  # fmt: skip
     return [*out, ""]
 
 
