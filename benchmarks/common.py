@@ -77,7 +77,7 @@ def package_fingerprint() -> str:
 
 def retrieval_fingerprint() -> str:
     """Hash of the modules the retrieval stage (``knn``) depends on."""
-    names = ("stages/retrieval.py", "index.py", "embed.py")
+    names = ("stages/retrieval.py", "storage/index.py", "embed.py")
     return source_fingerprint(ROOT / "fewshot" / name for name in names)
 
 

@@ -175,8 +175,7 @@ def write_labeled(rows: Iterable[dict[str, Any]], fmt: str, stream: io.TextIOBas
     read back by :func:`read_labeled`.
     """
     if fmt == "jsonl":
-        for row in rows:
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(rows, stream)
     elif fmt == "csv":
         writer: Any = None
         for row in rows:
@@ -188,3 +187,9 @@ def write_labeled(rows: Iterable[dict[str, Any]], fmt: str, stream: io.TextIOBas
         raise DataError(
             f"unknown export format '{fmt}'; expected one of {', '.join(EXPORT_FORMATS)}."
         )
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], stream: io.TextIOBase | Any) -> None:
+    """Write one JSON object a line (UTF-8 as it is, no ASCII escapes)."""
+    for row in rows:
+        stream.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -20,116 +20,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fewshot.errors import ConfigError
-from fewshot.store import Store
+from fewshot.storage.registry import ModelVersion
 from fewshot.values import Prediction
-
-TRAIN_MODES = ("auto", "never", "background")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A workspace setting the user may change with ``fewshot config KEY VALUE``."""
-
-    kind: Callable[[str], Any]
-    default: Any
-    check: Callable[[Any], bool]
-    expected: str
-    help: str
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
-        raise ValueError(value)
-    return lowered in {"true", "1", "yes", "on"}
-
-
-SETTINGS: dict[str, Setting] = {
-    "min_per_label": Setting(
-        int, 8, lambda v: v >= 1, "an integer >= 1", "examples per label at which SetFit trains"
-    ),
-    "max_steps": Setting(
-        int, 1000, lambda v: v >= 1, "an integer >= 1", "step cap of the SetFit model trained"
-    ),
-    "pairs_per_example": Setting(
-        int, 40, lambda v: v >= 2, "an integer >= 2", "contrastive pairs drawn per example"
-    ),
-    "retrain_growth": Setting(
-        float, 0.5, lambda v: v > 0, "a number > 0", "growth of the labeled set that retrains"
-    ),
-    "gate_folds": Setting(
-        int,
-        3,
-        lambda v: v >= 2,
-        "an integer >= 2",
-        "the gate holds out one in this many examples per label",
-    ),
-    "gate_margin": Setting(
-        float, 0.0, lambda v: 0 <= v < 1, "a number in [0, 1)", "accuracy a candidate must add"
-    ),
-    "learning_rate": Setting(
-        float, 2e-5, lambda v: v > 0, "a number > 0", "encoder learning rate in SetFit training"
-    ),
-    "new_label_confidence": Setting(
-        float,
-        0.5,
-        lambda v: 0 <= v <= 1,
-        "a number in [0, 1]",
-        "retrieval confidence that answers a label the model never saw",
-    ),
-    "train": Setting(
-        str,
-        "auto",
-        lambda v: v in TRAIN_MODES,
-        f"one of {', '.join(TRAIN_MODES)}",
-        "what add/import do when training is due",
-    ),
-    "random_state": Setting(int, 0, lambda v: True, "an integer", "seed of SetFit training"),
-}
-
-
-def parse_setting(key: str, value: str | int | float | bool) -> Any:
-    """Return ``value`` converted and checked for the setting ``key``.
-
-    Raises:
-        ConfigError: If the key is unknown or the value is not what it expects.
-    """
-    setting = SETTINGS.get(key)
-    if setting is None:
-        raise ConfigError(
-            f"unknown setting '{key}'; expected one of: {', '.join(sorted(SETTINGS))}."
-        )
-    try:
-        parsed = setting.kind(str(value)) if setting.kind is not bool else _bool(str(value))
-    except ValueError:
-        parsed = None
-    if parsed is None or not setting.check(parsed):
-        raise ConfigError(
-            f"setting '{key}': expected {setting.expected}, got '{value}'; "
-            f"for example `fewshot config {key} {setting.default}`."
-        )
-    return parsed
-
-
-def configure(store: Store, key: str, value: Any, unset: bool = False) -> Any:
-    """Set (``value``), reset (``unset``) or just read the setting ``key``; return its value."""
-    if unset:
-        store.set_setting(key, SETTINGS[key].default)
-    elif value is not None:
-        store.set_setting(key, parse_setting(key, value))
-    return setting(store.settings(), key)
-
-
-def setting(values: Mapping[str, Any], key: str) -> Any:
-    """Return the setting ``key`` from the stored ``values``, or its default."""
-    return values.get(key, SETTINGS[key].default)
 
 
 def eligible(counts: Mapping[str, int], min_per_label: int) -> list[str]:
@@ -138,28 +36,32 @@ def eligible(counts: Mapping[str, int], min_per_label: int) -> list[str]:
 
 
 def training_due(
-    counts: Mapping[str, int], models: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
+    counts: Mapping[str, int],
+    models: Sequence[ModelVersion],
+    min_per_label: int,
+    growth: float,
 ) -> str | None:
     """Return why SetFit should train now, or None when it should not.
 
     Args:
         counts: ``{label: number of examples}``.
         models: The model registry, oldest first.
-        settings: The workspace's settings.
+        min_per_label: The threshold.
+        growth: The growth of the threshold labels' examples that retrains
+            (``retrain_growth``).
     """
-    ready = eligible(counts, int(setting(settings, "min_per_label")))
+    ready = eligible(counts, min_per_label)
     if len(ready) < 2:
         return None
     if not models:
-        return f"{len(ready)} labels reached {setting(settings, 'min_per_label')} examples"
+        return f"{len(ready)} labels reached {min_per_label} examples"
     last = models[-1]
-    new = [label for label in ready if label not in last["labels"]]
+    new = [label for label in ready if label not in last.labels]
     if new:
         return f"label '{new[0]}' reached the threshold"
     size = sum(counts[label] for label in ready)
-    growth = float(setting(settings, "retrain_growth"))
-    if size >= last["n_examples"] * (1 + growth):
-        return f"the labeled set grew by {growth:.0%} since version {last['version']}"
+    if size >= last.n_examples * (1 + growth):
+        return f"the labeled set grew by {growth:.0%} since version {last.version}"
     return None
 
 
@@ -245,17 +147,4 @@ def answer(
     return answers
 
 
-__all__ = [
-    "SETTINGS",
-    "TRAIN_MODES",
-    "Setting",
-    "Verdict",
-    "answer",
-    "combine",
-    "configure",
-    "eligible",
-    "parse_setting",
-    "promote",
-    "setting",
-    "training_due",
-]
+__all__ = ["Verdict", "answer", "combine", "eligible", "promote", "training_due"]

@@ -159,11 +159,6 @@ class Prompt:
     labels: tuple[str, ...]
     query: str
 
-    @property
-    def chars(self) -> int:
-        """Characters of all message contents together."""
-        return sum(len(m.content) for m in self.messages)
-
     def to_dicts(self) -> list[dict[str, str]]:
         """Return the messages as the chat-completions API writes them."""
         return [m.to_dict() for m in self.messages]
@@ -306,27 +301,3 @@ def build_prompt(
 def with_k(options: PromptOptions, k: int) -> PromptOptions:
     """Return ``options`` with ``k`` filled in when it was left to the retrieval stage."""
     return options if options.k is not None else replace(options, k=k)
-
-
-def parse_setting(key: str, value: str) -> Any:
-    """Parse a ``prompt_*`` workspace setting given as text (validated with the others later).
-
-    Raises:
-        ConfigError: If ``key`` takes a number and ``value`` is not a whole number.
-    """
-    if key in ("prompt_selection", "prompt_order"):
-        return value
-    try:
-        return int(value)
-    except ValueError as err:
-        raise ConfigError(f"{key}: expected a whole number, found '{value}'.") from err
-
-
-PROMPT_SETTINGS = (
-    "prompt_k",
-    "prompt_selection",
-    "prompt_order",
-    "prompt_max_chars",
-    "prompt_query_chars",
-    "prompt_context_chars",
-)

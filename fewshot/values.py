@@ -70,3 +70,72 @@ class Prediction:
             record["neighbors"] = [n.to_dict() for n in self.neighbors]
         record.update(self.extra)
         return record
+
+
+@dataclass(frozen=True)
+class GateFigures:
+    """What the promotion gate compared: the candidate and the serving stage, same texts.
+
+    Attributes:
+        serving: What serves now (``retrieval`` or ``setfit:vN``).
+        baseline: What the candidate was compared with (the serving version, or retrieval
+            when that version could not be scored on texts it never saw).
+        baseline_accuracy: The baseline's accuracy on the compared held-out texts.
+        accuracy_compared: The candidate's accuracy on the same texts.
+        baseline_ranking: The baseline encoder's mean pair ranking of them (None if none).
+        ranking_compared: The candidate encoder's (None if none).
+        compared_on: How many held-out texts were compared.
+    """
+
+    serving: str
+    baseline: str
+    baseline_accuracy: float
+    accuracy_compared: float
+    baseline_ranking: float | None
+    ranking_compared: float | None
+    compared_on: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the figures under the names the model's metrics record them by."""
+        return {
+            "serving": self.serving,
+            "baseline": self.baseline,
+            "baseline_accuracy": self.baseline_accuracy,
+            "accuracy_compared": self.accuracy_compared,
+            "baseline_ranking": self.baseline_ranking,
+            "ranking_compared": self.ranking_compared,
+            "compared_on": self.compared_on,
+        }
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """The outcome of one training: the version made, whether it serves, and why.
+
+    Attributes:
+        version: The version recorded.
+        promoted: Whether it serves now.
+        reason: Why it trained (``2 labels reached 8 examples``, ``forced``...).
+        gate: The gate's reason for its verdict.
+        figures: What the gate compared.
+        metrics: Everything recorded in the registry for the version (JSON-ready).
+    """
+
+    version: int
+    promoted: bool
+    reason: str
+    gate: str
+    figures: GateFigures
+    metrics: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What an add or import changed, and the training it started."""
+
+    added: int
+    unchanged: int
+    relabeled: int
+    training: TrainReport | str | None = None
+    """The report when this add trained SetFit, "background" when it started a
+    background training, else None."""

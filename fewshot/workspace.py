@@ -1,32 +1,41 @@
 """The Workspace: a persistent classifier on disk (SQLite + a FAISS cache + models).
 
-Everything a user can do from the CLI is one method here. See DESIGN.md for the format.
+A thin facade: it opens the workspace's parts (the store, the corpus, the model registry,
+the settings) and gives each user action one method, which hands those parts to the task
+that does the work (:mod:`fewshot.tasks`). No SQL and no rule lives here. The layers and
+the workspace format are described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fewshot.dataio import check_one_label_per_text, clean_text, read_labeled
+from fewshot.corpus import Corpus, Row
+from fewshot.dataio import clean_text, read_labeled
 from fewshot.embed import DEFAULT_MODEL, Encoder
-from fewshot.errors import ConfigError, DataError, WorkspaceError
-from fewshot.index import VectorIndex
-from fewshot.stages.retrieval import DEFAULT_K, Memory, RetrievalStage, Vote
-from fewshot.store import DB_NAME, Store
-from fewshot.values import Example, Prediction
+from fewshot.errors import DataError, WorkspaceError
+from fewshot.settings import SETTINGS, Settings, Value, parse
+from fewshot.stages.retrieval import Memory
+from fewshot.storage.label_log import LabelLog
+from fewshot.storage.registry import Registry
+from fewshot.storage.store import DB_NAME, Store
+from fewshot.tasks import answer
+from fewshot.tasks import train as training
+from fewshot.values import AddResult, Example, Prediction, TrainReport
 
 if TYPE_CHECKING:
-    from fewshot.backends.base import LLMSettings
-    from fewshot.evaluate import EvalReport
+    import subprocess
+
     from fewshot.stages.llm import PromptPreview
+    from fewshot.tasks.evaluate import EvalReport
+    from fewshot.tasks.label import LabelSession
 
 DEFAULT_STORE = "index"
 STORE_ENV = "FEWSHOT_STORE"
-DEFAULT_MIN_PER_LABEL = 8
 
 
 def resolve_store(path: str | os.PathLike[str] | None) -> Path:
@@ -34,16 +43,27 @@ def resolve_store(path: str | os.PathLike[str] | None) -> Path:
     return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE)
 
 
-@dataclass(frozen=True)
-class AddResult:
-    """What an add or import changed."""
+def labeled_rows(texts: Sequence[str], labels: str | Sequence[str]) -> list[Row]:
+    """Return cleaned ``(text, label, where)`` rows for :meth:`Workspace.add_rows`.
 
-    added: int
-    unchanged: int
-    relabeled: int
-    training: Any = None
-    """The ``TrainReport`` when this add trained SetFit, "background" when it started a
-    background training, else None."""
+    Raises:
+        DataError: If the counts differ or a text or label is blank.
+    """
+    label_list = [labels] * len(texts) if isinstance(labels, str) else list(labels)
+    if len(label_list) != len(texts):
+        raise DataError(f"got {len(texts)} texts but {len(label_list)} labels.")
+    return [
+        (clean_text(t, "text", f"text {i}"), clean_text(lab, "label", f"text {i}"), f"text {i}")
+        for i, (t, lab) in enumerate(zip(texts, label_list), start=1)
+    ]
+
+
+def file_rows(path: Path, text_field: str = "text", label_field: str = "label") -> list[Row]:
+    """Read and check a labeled CSV / TSV / JSONL file into rows for :meth:`Workspace.add_rows`."""
+    return [
+        (text, label, f"{path}, line {line}")
+        for text, label, line in read_labeled(path, text_field, label_field)
+    ]
 
 
 class Workspace:
@@ -55,8 +75,9 @@ class Workspace:
     def __init__(self, path: Path, store: Store) -> None:
         self.path = path
         self.store = store
-        self._encoder: Encoder | None = None
-        self._memory: tuple[int, Memory] | None = None
+        self.settings = Settings(store)
+        self.registry = Registry(store, path)
+        self.corpus = Corpus(path, store, Encoder(self.model))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -65,7 +86,7 @@ class Workspace:
         cls,
         path: str | os.PathLike[str] | None = None,
         model: str = DEFAULT_MODEL,
-        min_per_label: int = DEFAULT_MIN_PER_LABEL,
+        min_per_label: int | None = None,
     ) -> Workspace:
         """Create a workspace in ``path`` (made if missing; it may hold other files).
 
@@ -76,8 +97,9 @@ class Workspace:
         directory = _directory(resolve_store(path))
         if (directory / DB_NAME).exists():
             raise WorkspaceError(f"{directory}: a workspace already exists here.")
-        if min_per_label < 1:
-            raise ConfigError(f"min_per_label must be at least 1, got {min_per_label}.")
+        threshold = parse("min_per_label", SETTINGS["min_per_label"].default)
+        if min_per_label is not None:
+            threshold = parse("min_per_label", min_per_label)
         encoder = Encoder(model)
         if encoder.key != DEFAULT_MODEL:
             _ = encoder.dim  # load it now: a bad name fails before anything is written
@@ -85,7 +107,7 @@ class Workspace:
         store = Store.create(directory / DB_NAME)
         with store.transaction() as conn:
             store.set_setting("model", model if encoder.key == DEFAULT_MODEL else encoder.key, conn)
-            store.set_setting("min_per_label", min_per_label, conn)
+            store.set_setting("min_per_label", threshold, conn)
         return cls(directory, store)
 
     @classmethod
@@ -111,24 +133,20 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- settings -------------------------------------------------------------------------
-
     @property
     def model(self) -> str:
         """The encoder's model name or path."""
-        return str(self.store.get_setting("model", DEFAULT_MODEL))
+        return str(self.settings.value("model"))
 
     @property
     def min_per_label(self) -> int:
         """Examples per label at which SetFit training starts."""
-        return int(self.store.get_setting("min_per_label", DEFAULT_MIN_PER_LABEL))
+        return int(self.settings.value("min_per_label"))
 
     @property
     def encoder(self) -> Encoder:
         """The base encoder (loaded on first use)."""
-        if self._encoder is None:
-            self._encoder = Encoder(self.model)
-        return self._encoder
+        return self.corpus.encoder
 
     # -- writing --------------------------------------------------------------------------
 
@@ -157,14 +175,7 @@ class Workspace:
                 "background" starts :meth:`start_background_training`, "never" does not;
                 None uses the setting ``train`` (default "auto").
         """
-        label_list = [labels] * len(texts) if isinstance(labels, str) else list(labels)
-        if len(label_list) != len(texts):
-            raise DataError(f"got {len(texts)} texts but {len(label_list)} labels.")
-        rows = [
-            (clean_text(t, "text", f"text {i}"), clean_text(lab, "label", f"text {i}"), f"text {i}")
-            for i, (t, lab) in enumerate(zip(texts, label_list), start=1)
-        ]
-        return self._train_after(self._add_rows(rows, source, relabel, progress), train, progress)
+        return self.add_rows(labeled_rows(texts, labels), source, relabel, progress, train)
 
     def import_file(
         self,
@@ -177,114 +188,103 @@ class Workspace:
     ) -> AddResult:
         """Import a labeled CSV / TSV / JSONL file: all rows, or none (see :meth:`add`)."""
         file = Path(path)
-        rows = [
-            (text, label, f"{file}, line {line}")
-            for text, label, line in read_labeled(file, text_field, label_field)
-        ]
-        added = self._add_rows(rows, f"import:{file.name}", relabel, progress)
-        return self._train_after(added, train, progress)
+        rows = file_rows(file, text_field, label_field)
+        return self.add_rows(rows, f"import:{file.name}", relabel, progress, train)
 
-    def _train_after(self, result: AddResult, train: str | None, progress: bool) -> AddResult:
-        from fewshot.training import after_add
+    def add_rows(
+        self,
+        rows: Sequence[Row],
+        source: str,
+        relabel: bool = False,
+        progress: bool = False,
+        train: str | None = None,
+    ) -> AddResult:
+        """Add rows made by :func:`labeled_rows` or :func:`file_rows` (see :meth:`add`)."""
+        mode = parse("train", train) if train is not None else self.settings.value("train")
+        added = self.corpus.add(rows, source, relabel, progress)
+        values = self.settings.values()
+        trained = training.after_add(self.corpus, self.registry, values, str(mode), progress)
+        return replace(added, training=trained)
 
-        return replace(result, training=after_add(self, train, progress))
+    def remove(self, texts: Sequence[str]) -> int:
+        """Delete the examples with these texts (and their embeddings); return how many."""
+        return self.corpus.remove(texts)
 
     def training_due(self) -> str | None:
         """Why SetFit should train now (the reason), or None (see :mod:`fewshot.policy`)."""
-        from fewshot import policy
+        return training.due(self.corpus, self.registry, self.settings.values())
 
-        counts, models = self.store.label_counts(), self.store.models()
-        return policy.training_due(counts, models, self.store.settings())
+    def train(
+        self, force: bool = False, progress: bool = False, callbacks: Sequence[Any] = ()
+    ) -> TrainReport | None:
+        """Train SetFit now if due (or ``force``); return the report, or None if not due.
 
-    def train(self, force: bool = False, progress: bool = False) -> Any:
-        """Train SetFit now if due (or ``force``); return the ``TrainReport`` or None."""
-        from fewshot import training
+        ``callbacks`` are ``transformers.TrainerCallback`` objects passed to the trainer.
+        """
+        values = self.settings.values()
+        return training.train_now(self.corpus, self.registry, values, force, progress, callbacks)
 
-        return training.train_now(self, force=force, progress=progress)
-
-    def start_background_training(self) -> Any:
+    def start_background_training(self) -> subprocess.Popen[bytes] | None:
         """Start ``fewshot train`` in a detached process (the ``Popen``), or None if one runs."""
-        from fewshot import training
-
-        return training.start_background(self)
+        return training.start_background(self.path)
 
     def rollback(self, version: int | None = None) -> int | None:
         """Serve model ``version``, or step back one version (to retrieval when none is left)."""
-        from fewshot import models
+        return self.registry.rollback(version)
 
-        return models.rollback(self.store, version)
+    def config(
+        self, key: str | None = None, value: str | None = None, unset: bool = False
+    ) -> dict[str, Any]:
+        """Show or change settings: every one with no ``key``, else ``key`` set or unset.
 
-    def _add_rows(
-        self, rows: Sequence[tuple[str, str, str]], source: str, relabel: bool, progress: bool
-    ) -> AddResult:
-        check_one_label_per_text(rows)
-        stored = self.store.find_texts([text for text, _, _ in rows])
-        seen: set[str] = set()
-        new: list[tuple[str, str]] = []
-        changes: dict[int, str] = {}
-        unchanged = 0
-        for text, label, where in rows:
-            if text in seen:
-                continue
-            seen.add(text)
-            old = stored.get(text)
-            if old is None:
-                new.append((text, label))
-            elif old.label == label:
-                unchanged += 1
-            elif relabel:
-                changes[old.id] = label
-            else:
-                raise DataError(
-                    f"{where}: this text is already labeled '{old.label}' in the workspace, "
-                    f"not '{label}'; pass --relabel to change its label. Nothing was added."
-                )
-        vectors = self.encoder.encode([text for text, _ in new], progress=progress) if new else None
-        self.store.add_examples(
-            new, source, self.encoder.key, vectors, relabel=list(changes.items())
-        )
-        return AddResult(added=len(new), unchanged=unchanged, relabeled=len(changes))
-
-    def remove(self, texts: Sequence[str]) -> int:
-        """Delete the examples with these texts (and their embeddings); return how many.
-
-        Texts that are not stored are ignored. Used by ``fewshot label``'s undo.
+        Returns ``{key: value}`` of the settings shown (a default when none is stored).
+        :meth:`settings_listing` adds each one's default and source.
         """
-        found = self.store.find_texts(list(texts))
-        for example in found.values():
-            self.store.delete_example(example.id)
-        return len(found)
+        if key is None:
+            return {v.key: v.value for v in self.settings.listing()}
+        if unset:
+            return {key: self.settings.unset(key)}
+        if value is not None:
+            return {key: self.settings.set(key, value)}
+        return {key: self.settings.describe(key).value}
+
+    def settings_listing(self) -> list[Value]:
+        """Return every setting with its value, default and source (``fewshot config``)."""
+        return self.settings.listing()
+
+    def label_session(
+        self,
+        texts: list[str],
+        source: str = "label",
+        order: str = "uncertain",
+        random_state: int = 0,
+        retry_skipped: bool = False,
+        progress: bool = False,
+    ) -> LabelSession:
+        """Start a labeling session over ``texts`` (``fewshot label``; see ``tasks.label``)."""
+        from fewshot.tasks.label import Desk, LabelSession
+
+        desk = Desk(
+            self.corpus,
+            LabelLog(self.store),
+            self.registry,
+            self.settings,
+            lambda text: self.classify([text], explain=True)[0],
+            lambda text, label, src, mode: self.add(
+                [text], label, source=src, relabel=True, train=mode
+            ),
+        )
+        return LabelSession(desk, texts, source, order, random_state, retry_skipped, progress)
 
     # -- reading --------------------------------------------------------------------------
 
     def examples(self) -> list[Example]:
         """Return every labeled example, oldest first."""
-        return self.store.examples()
+        return self.corpus.examples()
 
     def memory(self, progress: bool = False) -> Memory:
         """Return the labeled set as vectors: the FAISS cache, rebuilt if it is stale."""
-        revision = self.store.revision
-        if self._memory is not None and self._memory[0] == revision:
-            return self._memory[1]
-        key = self.encoder.key
-        missing = self.store.missing_embeddings(key)
-        if missing:
-            vectors = self.encoder.encode([text for _, text in missing], progress=progress)
-            self.store.put_embeddings(key, [i for i, _ in missing], vectors)
-        ids, vectors = self.store.embeddings(key)
-        expected = {
-            "encoder": key,
-            "revision": revision,
-            "workspace_id": self.store.get_setting("workspace_id"),
-        }
-        index = VectorIndex.load(self.path, expected)
-        if index is None:
-            index = VectorIndex.build(ids, vectors)
-            index.save(self.path, expected)
-        examples = {e.id: (e.text, e.label) for e in self.store.examples()}
-        memory = Memory(index, examples, vectors, ids)
-        self._memory = (revision, memory)
-        return memory
+        return self.corpus.memory(progress)
 
     def classify(
         self,
@@ -292,105 +292,51 @@ class Workspace:
         k: int | None = None,
         explain: bool = False,
         progress: bool = False,
-        llm: LLMSettings | bool | None = None,
+        llm: answer.LLMChoice = None,
     ) -> list[Prediction]:
         """Classify ``texts``; one :class:`Prediction` each, in order.
 
         Args:
             texts: Non-empty texts.
-            k: Neighbours that vote (default: the workspace's setting, else 10).
+            k: Neighbours that vote (default: the workspace's setting ``k``, 10).
             explain: Attach the neighbours as evidence.
             progress: Show a progress bar while embedding.
             llm: LLM settings that win over ``FEWSHOT_LLM_*`` and the workspace's; None uses
                 those when a URL is set; False answers without an LLM. See
-                :mod:`fewshot.stages.llm` for the answer handling and the fallbacks.
+                :mod:`fewshot.tasks.answer` for who answers.
         """
-        k = int(self.store.get_setting("k", DEFAULT_K)) if k is None else k
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}.")
-        cleaned = [clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, start=1)]
-        if self.store.count() == 0:
-            raise WorkspaceError(
-                f"{self.path}: no labeled examples yet; "
-                "add some with `fewshot add` or `fewshot import`."
-            )
-        stage = RetrievalStage(self.memory(progress), Vote(k=k))
-        from fewshot.stages.llm import configured
-
-        llm_stage = configured(stage.memory, self.store.settings(), llm, k)
-        vectors = self.encoder.encode(cleaned, progress=progress)
-        predictions = stage.predict(cleaned, vectors, explain=explain)
-        if llm_stage is not None:
-            # A configured LLM is the user's explicit choice, and the SetFit gate cannot
-            # measure it without spending LLM calls, so SetFit never takes over from it.
-            return llm_stage.predict(vectors, predictions, explain=explain, progress=progress)
-        from fewshot.training import serve
-
-        served = serve(self, cleaned, predictions, k, explain=explain)
-        return predictions if served is None else served  # SetFit; retrieval: unseen labels
+        values = self.settings.values()
+        k = int(values["k"]) if k is None else k
+        return answer.classify(self.corpus, self.registry, values, texts, k, explain, progress, llm)
 
     def prompt(
-        self, text: str, k: int | None = None, llm: LLMSettings | bool | None = None
+        self, text: str, k: int | None = None, llm: answer.LLMChoice = None
     ) -> PromptPreview:
         """Return the few-shot prompt that would be sent to the LLM for ``text`` (sends nothing).
 
         Args:
             text: The text to classify.
-            k: Demonstrations when ``prompt_k`` is not set (default: the setting ``k``, else 10).
+            k: Demonstrations when ``prompt_k`` is not set (default: the setting ``k``).
             llm: As for :meth:`classify`; only used to show the endpoint and model.
         """
-        from fewshot.stages.llm import preview
-
-        k = int(self.store.get_setting("k", DEFAULT_K)) if k is None else k
-        query = clean_text(text, "text", "text 1")
-        if self.store.count() == 0:
-            raise WorkspaceError(f"{self.path}: no labeled examples yet to show as demonstrations.")
-        stage = RetrievalStage(self.memory(), Vote(k=k))
-        vectors = self.encoder.encode([query])
-        answer = stage.predict([query], vectors)[0]
-        return preview(stage.memory, vectors, answer, self.store.settings(), llm, k)
-
-    def config(
-        self, key: str | None = None, value: str | None = None, unset: bool = False
-    ) -> dict[str, Any]:
-        """Show or change the LLM and prompt settings (``llm_url``, ``prompt_k``...).
-
-        With no ``key``, return them all (None = unset); with ``value``, set ``key``; with
-        ``unset``, clear it. Returns the settings shown. The API key is never a setting.
-        """
-        from fewshot import policy
-        from fewshot.stages.llm import SETTINGS, parse_setting
-
-        stored = self.store.settings()
-        if key in policy.SETTINGS:  # the SetFit settings: min_per_label, max_steps...
-            return {key: policy.configure(self.store, key, value, unset)}
-        if key is not None:
-            if value is not None or unset:
-                parsed = parse_setting(key, None if unset else value, stored)
-                self.store.set_setting(key, parsed)
-                stored[key] = parsed
-            else:
-                parse_setting(key, None, stored)  # an unknown key is an error
-            return {key: stored.get(key)}
-        setfit = {name: policy.setting(stored, name) for name in policy.SETTINGS}
-        return {**{name: stored.get(name) for name in SETTINGS}, **setfit}
+        values = self.settings.values()
+        return answer.prompt(self.corpus, values, text, int(values["k"]) if k is None else k, llm)
 
     def status(self) -> dict[str, Any]:
-        """Return the workspace's state (the ``status`` contract of DESIGN.md)."""
-        from fewshot import models, training
+        """Return the workspace's state (the ``status`` contract of the README)."""
         from fewshot.backends.base import resolve
 
-        serving = models.serving(self.store)
-        stage = "retrieval" if serving is None else "setfit"
+        serving = self.registry.serving()
+        llm = resolve(None, self.store.settings()) is not None
         return {
             "path": str(self.path),
-            "examples": self.store.count(),
-            "labels": self.store.label_counts(),
-            "stage": "llm" if resolve(None, self.store.settings()) is not None else stage,
+            "examples": self.corpus.count(),
+            "labels": self.corpus.label_counts(),
+            "stage": "llm" if llm else ("retrieval" if serving is None else "setfit"),
             "threshold": self.min_per_label,
             "encoder": self.model,
-            "model": None if serving is None else serving["version"],
-            "models": models.listing(self.store),
+            "model": None if serving is None else serving.version,
+            "models": [m.to_dict() for m in self.registry.versions()],
             "training": training.is_training(self.path),
             "training_due": self.training_due(),
         }
@@ -406,11 +352,17 @@ class Workspace:
     ) -> EvalReport:
         """Classify a labeled file as the workspace serves now and score it (``fewshot eval``).
 
-        See :func:`fewshot.evaluate.evaluate` for the arguments and the report.
+        See :func:`fewshot.tasks.evaluate.evaluate` for the report; nothing is changed.
         """
-        from fewshot.evaluate import evaluate
+        from fewshot.tasks.evaluate import evaluate
 
-        return evaluate(self, path, text_field, label_field, k=k, plot=plot, progress=progress)
+        _ = self.encoder.dim  # load the encoder first: throughput excludes the model load
+        known = set(self.corpus.label_counts())
+
+        def classify(texts: list[str]) -> list[Prediction]:
+            return self.classify(texts, k=k, progress=progress)
+
+        return evaluate(classify, known, path, text_field, label_field, plot=plot)
 
     def export_rows(self) -> list[dict[str, Any]]:
         """Return the labeled set as rows ``{text, label, source}``, oldest first."""
@@ -423,4 +375,10 @@ def _directory(path: Path) -> Path:
     return path
 
 
-__all__ = ["AddResult", "Workspace", "resolve_store"]
+__all__ = [
+    "AddResult",
+    "Workspace",
+    "file_rows",
+    "labeled_rows",
+    "resolve_store",
+]

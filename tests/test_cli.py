@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from conftest import EXAMPLES
 
 from fewshot.cli import cli
-from fewshot.store import DB_NAME
+from fewshot.storage.store import DB_NAME
 from fewshot.workspace import Workspace
 
 DATA = Path(__file__).parent / "data"

@@ -18,7 +18,8 @@ import pytest
 from conftest import EXAMPLES
 
 from fewshot.embed import DEFAULT_MODEL, resolve_model
-from fewshot.index import INDEX_NAME, MANIFEST_NAME, VectorIndex, atomic_write_bytes
+from fewshot.storage.files import atomic_write_bytes
+from fewshot.storage.index import INDEX_NAME, MANIFEST_NAME, VectorIndex
 from fewshot.workspace import Workspace
 
 QUERIES = [

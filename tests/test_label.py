@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from fewshot.cli import cli
-from fewshot.labeling import LabelSession, parse_answer
+from fewshot.tasks.label import parse_answer
 from fewshot.workspace import Workspace
 
 INBOX = [
@@ -154,7 +154,7 @@ def test_cold_start_and_help(store_dir: Path, inbox: Path) -> None:
 
 
 def test_relabel_is_undone_to_the_previous_label(tickets_workspace: Workspace) -> None:
-    session = LabelSession(tickets_workspace, [INBOX[0]], order="file")
+    session = tickets_workspace.label_session([INBOX[0]], order="file")
     assert session.current() is not None
     # Someone labels the text elsewhere while it is on screen; the answer relabels it.
     with Workspace.open(tickets_workspace.path) as other:
@@ -220,7 +220,7 @@ def test_killed_session_loses_no_decision(
         INBOX[2]: "Complaint",
     }
     with Workspace.open(store_dir) as ws:
-        session = LabelSession(ws, INBOX, order="file")
+        session = ws.label_session(INBOX, order="file")
         question = session.current()
         assert question is not None
         assert question.text == INBOX[3]
@@ -235,7 +235,7 @@ def test_crossing_the_threshold_trains_in_the_background_and_a_new_model_is_anno
         ws.add(["I want my money back for this order"], "refund")
         ws.add(["Where is my parcel? It was due on Monday"], "shipping")
         ws.add(["I can't log in to my account"], "account")
-        session = LabelSession(ws, INBOX[1:4], order="file")
+        session = ws.label_session(INBOX[1:4], order="file")
         assert session.answer("refund").message == "Labeled 'refund'."
         crossing = session.answer("shipping")  # the second label reaches 2: training is due
         assert "SetFit training started in the background" in crossing.message

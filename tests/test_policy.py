@@ -9,38 +9,42 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fewshot.errors import ConfigError
-from fewshot.gate import held_out_part
 from fewshot.metrics import pair_ranking
-from fewshot.policy import Verdict, combine, parse_setting, promote, training_due
+from fewshot.policy import Verdict, combine, promote, training_due
+from fewshot.settings import parse as parse_setting
 from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
+from fewshot.storage.registry import ModelVersion
+from fewshot.tasks.gate import held_out_part
 from fewshot.values import Prediction
 
-SETTINGS = {"min_per_label": 8, "retrain_growth": 0.5}
+SETTINGS = (8, 0.5)  # min_per_label, retrain_growth
 
 
-def model_row(version: int, labels: list[str], n_examples: int) -> dict[str, object]:
-    return {"version": version, "labels": labels, "n_examples": n_examples, "status": "serving"}
+def model_row(
+    version: int, labels: list[str], n_examples: int, status: str = "serving"
+) -> ModelVersion:
+    return ModelVersion(version, "setfit", 0.0, status, n_examples, tuple(labels))
 
 
 def test_no_training_until_two_labels_reach_the_threshold() -> None:
-    assert training_due({"a": 8, "b": 7, "c": 1}, [], SETTINGS) is None
-    assert training_due({"a": 8, "b": 8, "c": 1}, [], SETTINGS) == "2 labels reached 8 examples"
+    assert training_due({"a": 8, "b": 7, "c": 1}, [], *SETTINGS) is None
+    assert training_due({"a": 8, "b": 8, "c": 1}, [], *SETTINGS) == "2 labels reached 8 examples"
 
 
 def test_a_new_label_at_the_threshold_retrains() -> None:
     models = [model_row(1, ["a", "b"], 16)]
-    assert training_due({"a": 8, "b": 8, "c": 7}, models, SETTINGS) is None
-    assert training_due({"a": 8, "b": 8, "c": 8}, models, SETTINGS) == (
+    assert training_due({"a": 8, "b": 8, "c": 7}, models, *SETTINGS) is None
+    assert training_due({"a": 8, "b": 8, "c": 8}, models, *SETTINGS) == (
         "label 'c' reached the threshold"
     )
 
 
 def test_growth_by_the_fraction_retrains_and_a_rejected_model_counts_too() -> None:
-    models = [model_row(1, ["a", "b"], 16) | {"status": "rejected"}]
-    assert training_due({"a": 11, "b": 12}, models, SETTINGS) is None  # 23 < 24
-    reason = training_due({"a": 12, "b": 12}, models, SETTINGS)
+    models = [model_row(1, ["a", "b"], 16, "rejected")]
+    assert training_due({"a": 11, "b": 12}, models, *SETTINGS) is None  # 23 < 24
+    reason = training_due({"a": 12, "b": 12}, models, *SETTINGS)
     assert reason == "the labeled set grew by 50% since version 1"
-    assert training_due({"a": 12, "b": 12}, models, SETTINGS | {"retrain_growth": 1.0}) is None
+    assert training_due({"a": 12, "b": 12}, models, 8, 1.0) is None
 
 
 def test_the_gate_needs_strictly_more_than_the_margin() -> None:
@@ -167,7 +171,7 @@ def test_the_head_matches_scikit_learn() -> None:
 
 
 def test_the_status_table_shows_the_figures_the_gate_compared() -> None:
-    from fewshot.render import gate_figures
+    from fewshot.cli.render import gate_figures
 
     # a serving SetFit version is scored on the held-out texts it never saw: the candidate's
     # figure on those (accuracy_compared), not on all held-out texts, is what it is set against

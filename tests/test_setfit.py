@@ -22,7 +22,7 @@ from fewshot.cli import cli
 from fewshot.embed import resolve_model
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body, train_model
-from fewshot.training import training_lock
+from fewshot.tasks.train import training_lock
 from fewshot.workspace import Workspace
 
 BILLING = [
@@ -207,13 +207,11 @@ class _Interrupt(TrainerCallback):  # type: ignore[misc]
 def test_ctrl_c_during_training_leaves_the_previous_model_serving(
     trained: dict[str, Any],
 ) -> None:
-    from fewshot.training import train_now
-
     ws = trained["ws"]
     ws.rollback(1)
     before = ws.status()["models"]
     with pytest.raises(KeyboardInterrupt):
-        train_now(ws, force=True, callbacks=[_Interrupt()])
+        ws.train(force=True, callbacks=[_Interrupt()])
     status = ws.status()
     assert (status["model"], status["models"], status["training"]) == (1, before, False)
     assert sorted(p.name for p in (trained["root"] / "ws" / "models").iterdir()) == ["1"]
@@ -233,14 +231,12 @@ class _Steps(TrainerCallback):  # type: ignore[misc]
 def test_the_gate_trains_no_model_of_its_own_the_kept_one_continues_its_training(
     trained: dict[str, Any],
 ) -> None:
-    from fewshot.training import train_now
-
     ws = trained["ws"]
     ws.rollback(1)
     ws.config("max_steps", "5")
     steps = _Steps()
     try:
-        report = train_now(ws, force=True, callbacks=[steps])
+        report = ws.train(force=True, callbacks=[steps])
     finally:
         ws.config("max_steps", "2")
         ws.rollback(1)

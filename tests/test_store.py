@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fewshot.errors import WorkspaceError
-from fewshot.store import DB_NAME, SCHEMA_VERSION, Store
+from fewshot.storage.store import DB_NAME, SCHEMA_VERSION, Store
 
 ROWS = [
     ("I want my money back", "refund"),
@@ -100,7 +100,7 @@ def test_every_change_bumps_the_revision_and_a_no_op_does_not(store: Store) -> N
     assert store.revision == 1
     store.add_examples([], "test", relabel=[(ids[0], "billing")])
     assert store.revision == 2
-    store.set_label(ids[1], "delivery")
+    store.add_examples([], "test", relabel=[(ids[1], "delivery")])
     assert store.revision == 3
     store.delete_example(ids[2])
     assert store.revision == 4
@@ -131,7 +131,6 @@ def test_status_counts(store: Store) -> None:
     store.add_examples([*ROWS, ("another refund", "refund")], "test")
     assert store.count() == 4
     assert store.label_counts() == {"odd, label": 1, "refund": 2, "shipping": 1}
-    assert store.models() == []
 
 
 # -- refusing what is not a workspace --------------------------------------------------------

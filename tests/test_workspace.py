@@ -11,7 +11,7 @@ from conftest import EXAMPLES
 
 from fewshot.dataio import read_labeled, write_labeled
 from fewshot.errors import ConfigError, DataError, WorkspaceError
-from fewshot.store import DB_NAME
+from fewshot.storage.store import DB_NAME
 from fewshot.workspace import Workspace, resolve_store
 
 DATA = Path(__file__).parent / "data"
@@ -162,7 +162,7 @@ def test_create_refuses_an_existing_workspace_and_a_file(tmp_path: Path, store_d
 
 
 def test_create_refuses_bad_settings_and_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="min_per_label must be at least 1"):
+    with pytest.raises(ConfigError, match=r"setting .min_per_label.: expected an integer >= 1"):
         Workspace.create(tmp_path / "ws", min_per_label=0)
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"\x00")

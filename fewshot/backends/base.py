@@ -105,34 +105,21 @@ class Backend(Protocol):
         """
 
 
-def _number(key: str, value: str, kind: Callable[[str], Any], low: float) -> Any:
-    try:
-        parsed = kind(value)
-    except ValueError as err:
-        raise ConfigError(f"{key}: expected a number, found '{value}'.") from err
-    if parsed < low:
-        raise ConfigError(f"{key}: expected a number of at least {low}, found {parsed}.")
-    return parsed
+def check_url(url: str, backend: str = DEFAULT_BACKEND) -> None:
+    """Let the backend named ``backend`` check ``url`` before it is stored.
 
-
-def parse_setting(key: str, value: str) -> Any:
-    """Parse and validate an ``llm_*`` workspace setting given as text.
-
-    Raises:
-        ConfigError: If ``value`` is not valid for ``key``.
+    A backend's module may define ``check_url(url)``, raising :class:`ConfigError` for a
+    URL it cannot use; a backend without one accepts any URL, and an unknown backend is
+    reported when it is loaded.
     """
-    if key == "llm_timeout":
-        return _number(key, value, float, 0.001)
-    if key == "llm_concurrency":
-        return _number(key, value, int, 1)
-    if key == "llm_url":
-        from fewshot.backends.openai import base_url
+    import importlib
 
-        base_url(value)  # raises ConfigError for a URL that cannot work
-    return value
-
-
-LLM_SETTINGS = ("llm_url", "llm_model", "llm_backend", "llm_timeout", "llm_concurrency")
+    for ep in entry_points(group=GROUP):
+        if ep.name == backend:
+            checker = getattr(importlib.import_module(ep.module), "check_url", None)
+            if callable(checker):
+                checker(url)
+            return
 
 
 def api_key(environ: Mapping[str, str] | None = None) -> str | None:

@@ -231,3 +231,12 @@ def from_config(config: LLMConfig) -> OpenAIChatBackend:
         max_retries=config.max_retries,
         logprobs=config.logprobs,
     )
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL this backend cannot use (found by :func:`fewshot.backends.base.check_url`).
+
+    Raises:
+        ConfigError: If ``url`` is not an http(s) URL.
+    """
+    base_url(url)

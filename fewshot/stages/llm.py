@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from fewshot.backends.base import (
-    LLM_SETTINGS,
     Backend,
     Completion,
     LLMConfig,
@@ -36,18 +35,15 @@ from fewshot.backends.base import (
     load,
     resolve,
 )
-from fewshot.backends.base import parse_setting as parse_llm_setting
 from fewshot.errors import ConfigError
 from fewshot.prompt import (
     DEFAULT_PROMPT_K,
-    PROMPT_SETTINGS,
     Prompt,
     PromptOptions,
     PromptTemplate,
     build_prompt,
     with_k,
 )
-from fewshot.prompt import parse_setting as parse_prompt_setting
 from fewshot.stages.retrieval import Memory
 from fewshot.values import Neighbor, Prediction
 
@@ -247,9 +243,7 @@ def _run(
         return [future.result() for future in futures]
 
 
-# -- the workspace's glue: settings, the stage, the preview ---------------------------------
-
-SETTINGS = LLM_SETTINGS + PROMPT_SETTINGS
+# -- the workspace's glue: the stage and the preview from the settings ----------------------
 
 
 @dataclass(frozen=True)
@@ -327,23 +321,3 @@ def preview(
     if config is None:
         return PromptPreview(prompt, None, None)
     return PromptPreview(prompt, load(config).endpoint, config.model)
-
-
-def parse_setting(key: str, value: str | None, stored: Mapping[str, Any]) -> Any:
-    """Return ``value`` parsed for the workspace setting ``key`` (None unsets it).
-
-    Raises:
-        ConfigError: If ``key`` is not an LLM or prompt setting, or ``value`` is invalid.
-    """
-    if key not in SETTINGS:
-        hint = ""
-        if any(word in key.lower() for word in ("key", "token", "secret", "password")):
-            hint = " The API key is never stored: set FEWSHOT_LLM_API_KEY or OPENAI_API_KEY."
-        raise ConfigError(f"unknown setting '{key}'; expected one of {', '.join(SETTINGS)}.{hint}")
-    if value is None:
-        return None
-    if key in LLM_SETTINGS:
-        return parse_llm_setting(key, value)
-    parsed = parse_prompt_setting(key, value)
-    PromptOptions.from_settings({**stored, key: parsed})  # the options must hold together
-    return parsed

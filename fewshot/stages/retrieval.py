@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewshot.index import VectorIndex
+from fewshot.storage.index import VectorIndex
 from fewshot.values import Neighbor, Prediction
 
 DEFAULT_K = 10

@@ -17,6 +17,7 @@ is numpy. Nothing is pickled and loading never unpickles.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -115,14 +116,28 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
+@dataclass(frozen=True)
+class Run:
+    """How a fine-tuning runs: the recipe, the trainer's scratch directory, what it reports.
+
+    Args:
+        config: Steps, pairs, learning rate, seed.
+        workdir: The trainer's ``output_dir`` (nothing is saved there; it must exist).
+        progress: Show the trainer's progress bar.
+        callbacks: ``transformers.TrainerCallback`` objects (progress, interruption).
+    """
+
+    config: SetFitConfig
+    workdir: Path
+    progress: bool = False
+    callbacks: Sequence[Any] = ()
+
+
 def fine_tune(
     body: Any,
     texts: Sequence[str],
     labels: Sequence[str],
-    config: SetFitConfig,
-    workdir: Path,
-    progress: bool = False,
-    callbacks: Sequence[Any] = (),
+    run: Run,
     steps: int | None = None,
     anchors: Sequence[int] | None = None,
 ) -> None:
@@ -132,39 +147,37 @@ def fine_tune(
         body: A SentenceTransformer, changed in place (a second call continues training).
         texts: The training texts.
         labels: Their labels.
-        config: Steps, pairs, learning rate, seed.
-        workdir: The trainer's ``output_dir`` (nothing is saved there; it must exist).
-        progress: Show the trainer's progress bar.
-        callbacks: ``transformers.TrainerCallback`` objects (progress, interruption).
-        steps: Optimiser steps; default ``config.steps(len(texts))``.
+        run: The recipe and how the trainer runs.
+        steps: Optimiser steps; default ``run.config.steps(len(texts))``.
         anchors: Indices of the examples whose pairs are trained (see :func:`sample_pairs`);
             default all.
     """
     _quiet_libraries()
-    from datasets import Dataset
-    from setfit import SetFitModel, Trainer, TrainingArguments
-    from sklearn.linear_model import LogisticRegression
-
+    config = run.config
     steps = config.steps(len(texts)) if steps is None else max(1, steps)
     first, second, target = sample_pairs(
         labels, steps * config.batch_size, config.random_state, anchors
     )
-    pairs = Dataset.from_dict(
-        {
-            "sentence_1": [texts[i] for i in first],
-            "sentence_2": [texts[j] for j in second],
-            "label": target.tolist(),
-        }
-    )
+    pairs = {
+        "sentence_1": [texts[i] for i in first],
+        "sentence_2": [texts[j] for j in second],
+        "label": target.tolist(),
+    }
+    trainer, args = _trainer(body, pairs, run, steps)
+    trainer.train_embeddings(list(texts), list(labels), args=args)
 
-    class _SampledPairs(Trainer):  # type: ignore[misc]
-        """setfit's Trainer, fed our linear-time pairs instead of its n² enumeration."""
 
-        def get_dataset(self, x: Any, y: Any, args: Any, max_pairs: int = -1) -> Any:
-            return pairs, args.loss(self.model.model_body)
+def _trainer(body: Any, pairs: dict[str, list[Any]], run: Run, steps: int) -> tuple[Any, Any]:
+    """Return setfit's Trainer for ``body``, fed ``pairs``, and its arguments."""
+    from datasets import Dataset
+    from setfit import SetFitModel as LibraryModel
+    from setfit import TrainingArguments
+    from sklearn.linear_model import LogisticRegression
+    from transformers import PrinterCallback, ProgressCallback
 
+    config = run.config
     args = TrainingArguments(
-        output_dir=str(workdir),
+        output_dir=str(run.workdir),
         batch_size=config.batch_size,
         num_epochs=1,
         max_steps=steps,
@@ -174,25 +187,41 @@ def fine_tune(
         save_strategy="no",
         logging_strategy="no",
         logging_first_step=False,
-        show_progress_bar=progress,
+        show_progress_bar=run.progress,
     )
-    model = SetFitModel(model_body=body, model_head=LogisticRegression())
-    trainer = _SampledPairs(model=model, args=args, callbacks=list(callbacks))
-    trainer.st_trainer.args.disable_tqdm = not progress
+    model = LibraryModel(model_body=body, model_head=LogisticRegression())
+    trainer = _trainer_classes()[0](model=model, args=args, callbacks=list(run.callbacks))
+    trainer.sampled_pairs = Dataset.from_dict(pairs)
+    trainer.st_trainer.args.disable_tqdm = not run.progress
     trainer.st_trainer.args.dataloader_pin_memory = False  # CPU: pinning only warns
-    from transformers import PrinterCallback, ProgressCallback
+    trainer.st_trainer.remove_callback(PrinterCallback)
+    trainer.st_trainer.remove_callback(ProgressCallback)
+    if run.progress:
+        trainer.st_trainer.add_callback(_trainer_classes()[1]())
+    return trainer, args
 
-    class _Bar(ProgressCallback):
+
+@functools.cache
+def _trainer_classes() -> tuple[type, type]:
+    """Return our subclasses of setfit's Trainer and of the progress bar (made once)."""
+    from setfit import Trainer
+    from transformers import ProgressCallback
+
+    class SampledPairsTrainer(Trainer):  # type: ignore[misc]
+        """setfit's Trainer, fed our linear-time pairs instead of its n² enumeration."""
+
+        sampled_pairs: Any = None
+
+        def get_dataset(self, x: Any, y: Any, args: Any, max_pairs: int = -1) -> Any:
+            return self.sampled_pairs, args.loss(self.model.model_body)
+
+    class Bar(ProgressCallback):
         """The progress bar alone: the stock one also prints the run's summary dict."""
 
         def on_log(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    trainer.st_trainer.remove_callback(PrinterCallback)
-    trainer.st_trainer.remove_callback(ProgressCallback)
-    if progress:
-        trainer.st_trainer.add_callback(_Bar())
-    trainer.train_embeddings(list(texts), list(labels), args=args)
+    return SampledPairsTrainer, Bar
 
 
 @dataclass(frozen=True)
@@ -347,7 +376,7 @@ def train_model(
     import torch
 
     torch.manual_seed(config.random_state)
-    fine_tune(body, texts, labels, config, workdir, progress, callbacks)
+    fine_tune(body, texts, labels, Run(config, workdir, progress, callbacks))
     return with_head(body, texts, labels, config.random_state)
 
 
@@ -360,6 +389,7 @@ def with_head(
 
 __all__ = [
     "Head",
+    "Run",
     "SetFitConfig",
     "SetFitModel",
     "encode_body",

@@ -1,13 +1,54 @@
-"""Rendering records for people (rich tables) and scripts (JSON, JSONL, CSV)."""
+"""Everything the CLI shows: rich tables for people, JSON / JSONL / CSV records for scripts."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Sequence
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+from fewshot.dataio import write_jsonl
+
+if TYPE_CHECKING:
+    from fewshot.settings import Value
+    from fewshot.values import AddResult, TrainReport
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def added_message(result: AddResult, path: Path, total: int) -> str:
+    """Return what an add or import reports."""
+    return (
+        f"Added {result.added} example(s) to {path} "
+        f"({result.unchanged} already labeled, {result.relabeled} relabeled); {total} in all."
+    )
+
+
+def trained_message(report: TrainReport) -> str:
+    """Return what a training reports: the version, the gate's figures and its verdict."""
+    figures = report.figures
+    verdict = "serves now" if report.promoted else f"kept out; {figures.serving} still serves"
+    return (
+        f"Trained SetFit model v{report.version} ({report.reason}): held-out accuracy "
+        f"{figures.accuracy_compared:.3f} vs {figures.baseline} "
+        f"{figures.baseline_accuracy:.3f}; {verdict} ({report.gate})."
+    )
+
+
+def settings_lines(values: Sequence[Value]) -> str:
+    """Return settings as ``key = value`` lines, with the default and source when not default."""
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is None else str(value)
+
+    lines = []
+    for v in values:
+        line = f"{v.key} = {shown(v.value)}"
+        if v.source != "default":
+            line += f"  ({v.source}; default {shown(v.default)})"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def write_records(records: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) -> None:
@@ -15,8 +56,7 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) 
     if fmt == "json":
         stream.write(json.dumps(list(records), ensure_ascii=False, indent=2) + "\n")
     elif fmt == "jsonl":
-        for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        write_jsonl(records, stream)
     elif fmt == "csv":
         columns: list[str] = []
         for record in records:
@@ -36,9 +76,10 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) 
         raise ValueError(f"unknown format {fmt!r}")
 
 
-def _short(text: str, width: int = 70) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def cut(text: str, width: int, flat: bool = True) -> str:
+    """Return ``text`` for a table cell: on one line (with ``flat``), cut to ``width`` with …."""
+    shown = " ".join(text.split()) if flat else text
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
 
 
 def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 3) -> Any:
@@ -52,9 +93,9 @@ def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 
     table.add_column("confidence", justify="right")
     table.add_column("stage")
     for record in records:
-        text = _short(record["text"])
+        text = cut(record["text"], 70)
         for near in (record.get("neighbors") or [])[:shown_neighbors]:
-            text += f"\n  {near['similarity']:.2f}  [{near['label']}] {_short(near['text'], 60)}"
+            text += f"\n  {near['similarity']:.2f}  [{near['label']}] {cut(near['text'], 60)}"
         stage = record["stage"] + (f" ({record['fallback']})" if record.get("fallback") else "")
         # Text(...): user texts and labels are shown as they are, never read as rich markup
         # (a "[label]" would otherwise vanish as an unknown style tag).
@@ -136,3 +177,42 @@ def gate_figures(metrics: dict[str, Any]) -> str:
     if metrics.get("compared_on") is not None:
         shown += f", on {metrics['compared_on']}"
     return shown + (" (cv)" if "accuracy_compared" not in metrics else "")
+
+
+def eval_table(report: dict[str, Any]) -> Any:
+    """Return the report for people: a summary, per-label scores and the confusion matrix."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    scores = Table(title="per label", show_header=True)
+    for column in ("label", "precision", "recall", "f1", "support"):
+        scores.add_column(column, justify="left" if column == "label" else "right")
+    for label, s in report["per_label"].items():
+        mark = " (unknown)" if label in report["unknown_labels"] else ""
+        scores.add_row(
+            label + mark, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+            str(s["support"]),
+        )  # fmt: skip
+    labels = report["confusion"]["labels"]
+    matrix = Table(title="confusion (row = true, column = predicted)", show_header=True)
+    matrix.add_column("true \\ predicted")
+    for label in labels:
+        matrix.add_column(label, justify="right")
+    for label, row in zip(labels, report["confusion"]["matrix"]):
+        matrix.add_row(label, *(str(x) for x in row))
+    stages = ", ".join(f"{name} {count}" for name, count in report["stages"].items())
+    lines = [
+        f"{report['path']}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
+        f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}",
+        f"answered by: {stages}  ·  {report['texts_per_second']:.1f} texts/s",
+    ]
+    if report["unknown_labels"]:
+        unknown = ", ".join(f"{k} ({v})" for k, v in report["unknown_labels"].items())
+        known = report["known"]
+        known_acc = "n/a" if known["accuracy"] is None else f"{known['accuracy']:.3f}"
+        lines.append(
+            f"labels the workspace does not know (counted as errors): {unknown}; "
+            f"accuracy on the {known['n']} rows with known labels: {known_acc}"
+        )
+    return Group(Text("\n".join(lines)), scores, matrix)

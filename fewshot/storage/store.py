@@ -21,38 +21,56 @@ from fewshot.errors import WorkspaceError
 from fewshot.values import Example
 
 DB_NAME = "fewshot.sqlite"
-SCHEMA_VERSION = 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS examples (
-    id INTEGER PRIMARY KEY,
-    text TEXT NOT NULL UNIQUE,
-    label TEXT NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS embeddings (
-    example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
-    encoder TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (example_id, encoder)
-);
-CREATE TABLE IF NOT EXISTS models (
-    version INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    n_examples INTEGER NOT NULL,
-    labels TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    path TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+# Each migration takes the schema from the version before it to its own; a new database runs
+# them all. ``PRAGMA user_version`` holds the version reached. Never edit a migration that
+# has shipped: add the next one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: examples, their embeddings per encoder, the model registry, settings.
+    """
+    CREATE TABLE IF NOT EXISTS examples (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS embeddings (
+        example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+        encoder TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (example_id, encoder)
+    );
+    CREATE TABLE IF NOT EXISTS models (
+        version INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        n_examples INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        path TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # 2: the labeling loop's decisions (schema 1 workspaces made it on the first `label`).
+    """
+    CREATE TABLE IF NOT EXISTS label_log (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        action TEXT NOT NULL,
+        label TEXT,
+        previous TEXT,
+        created_at REAL NOT NULL,
+        undone INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Store:
@@ -72,7 +90,7 @@ class Store:
         workspace_id = json.dumps(uuid.uuid4().hex).replace("'", "")
         # One script, one transaction: a crash leaves no half-made schema.
         store._conn.executescript(
-            f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; "
+            f"BEGIN; {''.join(MIGRATIONS)} PRAGMA user_version = {SCHEMA_VERSION}; "
             f"INSERT OR IGNORE INTO settings VALUES ('workspace_id', '{workspace_id}'), "
             "('revision', '0'); COMMIT;"
         )
@@ -101,7 +119,14 @@ class Store:
         if not {"examples", "embeddings", "settings"} <= tables:
             store.close()
             raise WorkspaceError(f"{path}: an SQLite database, but not a fewshot workspace.")
+        if version < SCHEMA_VERSION:
+            store._migrate(version)
         return store
+
+    def _migrate(self, version: int) -> None:
+        """Bring a workspace of an older schema up to :data:`SCHEMA_VERSION` (one transaction)."""
+        steps = "".join(MIGRATIONS[version:])
+        self._conn.executescript(f"BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
     @classmethod
     def _connect(cls, path: Path) -> Store:
@@ -146,6 +171,11 @@ class Store:
             return
         with self.transaction() as own:
             own.execute(sql, (key, json.dumps(value)))
+
+    def delete_setting(self, key: str) -> None:
+        """Remove a setting (it reads as its default again)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM settings WHERE key = ?", (key,))
 
     def settings(self) -> dict[str, Any]:
         """Return every setting."""
@@ -206,12 +236,6 @@ class Store:
         """Delete one example (and its embeddings)."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM examples WHERE id = ?", (example_id,))
-            self._bump(conn)
-
-    def set_label(self, example_id: int, label: str) -> None:
-        """Change the label of one example."""
-        with self.transaction() as conn:
-            conn.execute("UPDATE examples SET label = ? WHERE id = ?", (label, example_id))
             self._bump(conn)
 
     def find_texts(self, texts: Sequence[str]) -> dict[str, Example]:
@@ -285,24 +309,6 @@ class Store:
         matrix = np.stack([np.frombuffer(r[2], dtype=np.float32, count=r[1]) for r in rows])
         return ids, matrix
 
-    # -- models ---------------------------------------------------------------------------
-
-    def models(self) -> list[dict[str, Any]]:
-        """Return the model registry, oldest version first."""
-        rows = self._conn.execute(
-            "SELECT version, kind, created_at, status, n_examples, labels, metrics, path "
-            "FROM models ORDER BY version"
-        )
-        return [
-            {
-                "version": int(v),
-                "kind": kind,
-                "created_at": created,
-                "status": status,
-                "n_examples": int(n),
-                "labels": json.loads(labels),
-                "metrics": json.loads(metrics),
-                "path": path,
-            }
-            for v, kind, created, status, n, labels, metrics, path in rows
-        ]
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Return the rows of a read-only query (for the store's sibling modules)."""
+        return list(self._conn.execute(sql, params).fetchall())

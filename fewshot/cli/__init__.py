@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fewshot.cli.render import FORMATS
 from fewshot.errors import FewshotError
 
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
-
-FORMATS = ("table", "json", "jsonl", "csv")
 
 
 class _Group(click.Group):
@@ -87,25 +86,13 @@ def init(ctx: click.Context, model: str | None, min_per_label: int | None) -> No
 
 
 def _report(result: Any, workspace: Workspace) -> None:
-    click.echo(
-        f"Added {result.added} example(s) to {workspace.path} "
-        f"({result.unchanged} already labeled, {result.relabeled} relabeled); "
-        f"{workspace.store.count()} in all."
-    )
+    from fewshot.cli.render import added_message, trained_message
+
+    click.echo(added_message(result, workspace.path, workspace.corpus.count()))
     if result.training == "background":
         click.echo("SetFit training started in the background (see `fewshot status`).")
     elif result.training is not None:
-        _trained(result.training)
-
-
-def _trained(report: Any) -> None:
-    metrics = report.metrics
-    verdict = "serves now" if report.promoted else f"kept out; {metrics['serving']} still serves"
-    click.echo(
-        f"Trained SetFit model v{report.version} ({report.reason}): held-out accuracy "
-        f"{metrics['accuracy_compared']:.3f} vs {metrics['baseline']} "
-        f"{metrics['baseline_accuracy']:.3f}; {verdict} ({metrics['gate']})."
-    )
+        click.echo(trained_message(result.training))
 
 
 @cli.command()
@@ -118,12 +105,14 @@ def _trained(report: Any) -> None:
 def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
     from fewshot.dataio import clean_text, parse_lines
+    from fewshot.workspace import labeled_rows
 
     items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
-    clean_text(label, "label", "--label")  # validate before creating anything
-    _ = [clean_text(text, "text", f"text {i}") for i, text in enumerate(items, start=1)]
+    clean_text(label, "label", "--label")
+    rows = labeled_rows(items, label)  # checked before anything is created
     workspace = _open(ctx, create=True)
-    _report(workspace.add(items, label, relabel=relabel, progress=_progress()), workspace)
+    result = workspace.add_rows(rows, "add", relabel=relabel, progress=_progress())
+    _report(result, workspace)
 
 
 @cli.command(name="import")
@@ -138,13 +127,12 @@ def import_(
     ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool
 ) -> None:
     """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
-    from fewshot.dataio import read_labeled
+    from fewshot.workspace import file_rows
 
-    read_labeled(_path(file), text_field, label_field)  # validate before creating anything
+    path = _path(file)
+    rows = file_rows(path, text_field, label_field)  # read once, checked before creating
     workspace = _open(ctx, create=True)
-    result = workspace.import_file(
-        file, text_field, label_field, relabel=relabel, progress=_progress()
-    )
+    result = workspace.add_rows(rows, f"import:{path.name}", relabel=relabel, progress=_progress())
     _report(result, workspace)
 
 
@@ -220,7 +208,7 @@ def classify(
 
 
 def _render(records: list[dict[str, Any]], fmt: str | None) -> None:
-    from fewshot.render import predictions_table, write_records
+    from fewshot.cli.render import predictions_table, write_records
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt == "table":
@@ -258,17 +246,30 @@ def prompt(
 @cli.command()
 @click.argument("key", required=False)
 @click.argument("value", required=False)
-@click.option("--unset", is_flag=True, help="Clear KEY.")
+@click.option("--unset", is_flag=True, help="Forget KEY's value (it reads as its default).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @click.pass_context
-def config(ctx: click.Context, key: str | None, value: str | None, unset: bool) -> None:
-    """Show or set the LLM and prompt settings: llm_url, llm_model, prompt_k...
+def config(ctx: click.Context, key: str | None, value: str | None, unset: bool, fmt: str) -> None:
+    """Show or change settings: k, min_per_label, train, llm_url, prompt_k...
 
-    `fewshot config` lists them; `fewshot config KEY VALUE` sets one; `--unset` clears it.
+    `fewshot config` lists every setting with its value, default and source;
+    `fewshot config KEY VALUE` sets one; `fewshot config KEY --unset` forgets it.
     """
     if unset and (key is None or value is not None):
         raise click.UsageError("--unset takes a KEY and no VALUE.")
-    for name, current in _open(ctx).config(key, value, unset).items():
-        click.echo(f"{name} = {'(unset)' if current is None else current}")
+    workspace = _open(ctx)
+    if key is not None:
+        workspace.config(key, value, unset)
+    listing = workspace.settings_listing()
+    shown = [v for v in listing if key is None or v.key == key]
+    if fmt == "json":
+        click.echo(json.dumps([v.to_dict() for v in shown], ensure_ascii=False, indent=2))
+        return
+    from fewshot.cli.render import settings_lines
+
+    click.echo(settings_lines(shown))
 
 
 @cli.command()
@@ -284,7 +285,7 @@ def status(ctx: click.Context, fmt: str) -> None:
         return
     from rich.console import Console
 
-    from fewshot.render import status_table
+    from fewshot.cli.render import status_table
 
     Console().print(status_table(info))
 
@@ -327,9 +328,9 @@ def eval_(
         return
     from rich.console import Console
 
-    from fewshot.evaluate import report_table
+    from fewshot.cli.render import eval_table
 
-    Console().print(report_table(report))
+    Console().print(eval_table(report))
     if plot:
         click.echo(f"Wrote the confusion matrix to {plot}.")
 
@@ -358,13 +359,12 @@ def label(
     retry_skipped: bool,
 ) -> None:
     """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
+    from fewshot.cli.label_screen import TerminalScreen, label_file
     from fewshot.dataio import read_texts
-    from fewshot.label_screen import TerminalScreen, label_file
 
-    read_texts(_path(file), text_field)  # validate before creating anything
+    texts = read_texts(_path(file), text_field)  # read once, checked before creating
     workspace = _open(ctx, create=True)
-    screen = TerminalScreen()
-    label_file(workspace, file, screen, text_field, order, random_state, retry_skipped)
+    label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
 
 
 @cli.command()
@@ -372,11 +372,13 @@ def label(
 @click.pass_context
 def train(ctx: click.Context, force: bool) -> None:
     """Train a SetFit model now (normally automatic); it serves only if it wins the gate."""
+    from fewshot.cli.render import trained_message
+
     report = _open(ctx).train(force=force, progress=_progress())
     if report is None:
         click.echo("No training is due (see `fewshot status`); --force trains anyway.")
     else:
-        _trained(report)
+        click.echo(trained_message(report))
 
 
 @cli.command()

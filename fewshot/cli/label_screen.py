@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from fewshot.active import DEFAULT_ORDER
-from fewshot.dataio import read_texts
+from fewshot.cli.render import cut
 from fewshot.errors import DataError
-from fewshot.labeling import LabelSession, Progress, Question, Reply, parse_answer
+from fewshot.tasks.label import LabelSession, Progress, Question, Reply, parse_answer
 
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
@@ -59,7 +59,7 @@ def question_view(question: Question) -> Any:
         f"{progress.labeled} labeled this session · {progress.remaining} left · "
         f"{progress.skipped} skipped · {model}"
     )
-    text = question.text if len(question.text) <= _MAX_TEXT else question.text[:_MAX_TEXT] + "…"
+    text = cut(question.text, _MAX_TEXT, flat=False)
     parts: list[Any] = [Panel(Text(text), title=title, title_align="left")]
     suggestion = question.suggestion
     if suggestion is None:
@@ -70,8 +70,7 @@ def question_view(question: Question) -> Any:
             f"{suggestion.confidence:.2f} ({suggestion.stage})"
         )
         for near in (suggestion.neighbors or ())[:_SHOWN_NEIGHBORS]:
-            flat = " ".join(near.text.split())
-            flat = flat if len(flat) <= 90 else flat[:89] + "…"
+            flat = cut(near.text, 90)
             tag = escape(f"[{near.label}]")
             parts.append(f"  [dim]{near.similarity:.2f}[/] {tag} {escape(flat)}")
     parts.append(labels_line(question))
@@ -210,32 +209,30 @@ def run(session: LabelSession, screen: Screen) -> Progress:
 
 def label_file(
     workspace: Workspace,
-    path: str | Path,
+    texts: list[str],
+    name: str,
     screen: Screen,
-    text_field: str = "text",
     order: str = DEFAULT_ORDER,
     random_state: int = 0,
     retry_skipped: bool = False,
     progress: bool = False,
 ) -> Progress:
-    """Label the texts of ``path`` interactively through ``screen`` (``fewshot label``).
+    """Label ``texts`` (read from the file ``name``) interactively through ``screen``.
 
     Args:
         workspace: Receives the labels.
-        path: One text per line, or CSV / TSV / JSONL with ``text_field``.
+        texts: The file's texts.
+        name: The file's name (labels are recorded with the source ``label:<name>``).
         screen: The user interface.
-        text_field: Text column of a CSV / TSV / JSONL file.
         order: Query strategy (``uncertain``, ``diverse``, ``random`` or ``file``).
         random_state: Seed of the ``random`` order.
         retry_skipped: Ask again for texts skipped in earlier sessions.
         progress: Show a progress bar while embedding the texts.
     """
-    file = Path(path)
-    texts = read_texts(file, text_field)
     if not texts:
-        raise DataError(f"{file}: no texts found; expected one text per line (or rows).")
-    session = LabelSession(
-        workspace, texts, f"label:{file.name}", order, random_state, retry_skipped, progress
+        raise DataError(f"{name}: no texts found; expected one text per line (or rows).")
+    session = workspace.label_session(
+        texts, f"label:{Path(name).name}", order, random_state, retry_skipped, progress
     )
     return run(session, screen)
 

@@ -15,11 +15,11 @@ the same file. Undoing a label deletes the example (or restores its previous lab
 undone text is asked again next.
 
 When an answer makes SetFit training due (see :mod:`fewshot.policy`), it starts in the
-background (``Workspace.add(train="background")``; not at all when the setting ``train`` is
-``never``), so the loop goes on; the reply after the answer that sees a new serving model
-says so. The order's label scores come from the retrieval stage over the file's
-precomputed vectors (cheap for thousands of texts); the suggestion shown comes from
-``Workspace.classify``, so it is the serving stage's.
+background (the session's ``add`` with ``train="background"``; not at all when the setting
+``train`` is ``never``), so the loop goes on; the reply after the answer that sees a new
+serving model says so. The order's label scores come from the retrieval stage over the
+file's precomputed vectors (cheap for thousands of texts); the suggestion shown comes from
+the session's ``classify`` (the workspace's), so it is the serving stage's.
 
 Answers (:func:`parse_answer`): Enter accepts the suggestion; a number picks that label of
 the numbered list (it never becomes a label); ``s`` skips; ``u`` undoes; ``q`` quits; ``?``
@@ -29,33 +29,22 @@ literally, e.g. ``=s`` for a label called "s" or ``=3`` for one called "3").
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from fewshot.active import DEFAULT_ORDER, Pool
+from fewshot.corpus import Corpus
 from fewshot.dataio import clean_text
 from fewshot.errors import DataError
-from fewshot.stages.retrieval import DEFAULT_K, RetrievalStage, Vote
-from fewshot.values import Prediction
-
-if TYPE_CHECKING:
-    from fewshot.workspace import Workspace
-
-_LOG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS label_log (
-    id INTEGER PRIMARY KEY,
-    text TEXT NOT NULL,
-    action TEXT NOT NULL,
-    label TEXT,
-    previous TEXT,
-    created_at REAL NOT NULL,
-    undone INTEGER NOT NULL DEFAULT 0
-)
-"""
+from fewshot.settings import Settings
+from fewshot.stages.retrieval import RetrievalStage, Vote
+from fewshot.storage.label_log import LabelLog
+from fewshot.storage.registry import Registry
+from fewshot.tasks.train import is_training
+from fewshot.values import AddResult, Prediction
 
 HELP = (
     "Enter  accept the suggested label\n"
@@ -135,11 +124,33 @@ class Reply:
     notice: str | None = None
 
 
+@dataclass(frozen=True)
+class Desk:
+    """What a labeling session works with.
+
+    Attributes:
+        corpus: The labeled set.
+        log: The label log.
+        registry: The model versions (to say when a new one serves).
+        settings: The workspace's settings (``k``, ``min_per_label``, ``train``).
+        classify: Answers one text as the workspace serves now (the suggestion).
+        add: Labels one text: ``add(text, label, source, train)`` with relabeling allowed;
+            ``train`` is ``background`` or ``never``.
+    """
+
+    corpus: Corpus
+    log: LabelLog
+    registry: Registry
+    settings: Settings
+    classify: Callable[[str], Prediction]
+    add: Callable[[str, str, str, str], AddResult]
+
+
 class LabelSession:
     """One labeling session over the texts of a file.
 
     Args:
-        workspace: The workspace that receives the labels.
+        desk: The workspace's parts the session uses.
         texts: The unlabeled texts (duplicates are asked once).
         source: Recorded with each new example (``label:<file name>``).
         order: Query strategy, one of :data:`fewshot.active.ORDERS`.
@@ -150,7 +161,7 @@ class LabelSession:
 
     def __init__(
         self,
-        workspace: Workspace,
+        desk: Desk,
         texts: list[str],
         source: str = "label",
         order: str = DEFAULT_ORDER,
@@ -158,63 +169,58 @@ class LabelSession:
         retry_skipped: bool = False,
         progress: bool = False,
     ) -> None:
-        self.workspace = workspace
+        self.desk = desk
+        self.corpus = desk.corpus
         self.source = source
         self.texts = list(
             dict.fromkeys(clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, 1))
         )
         self._position = {t: i for i, t in enumerate(self.texts)}
-        with workspace.store.transaction() as conn:
-            conn.execute(_LOG_SCHEMA)
         self._state = self._load_state(retry_skipped)
-        vectors = workspace.encoder.encode(self.texts, progress=progress)
+        vectors = self.corpus.encoder.encode(self.texts, progress=progress)
         self.pool = Pool(vectors.reshape(len(self.texts), -1), order, random_state)
         self._refresh_cover()
         self.labeled_here = 0
         self._front: list[int] = []
-        self._model = workspace.status()["model"]
+        self._model = self._serving()
         self._question: Question | None = None
 
     # -- state ----------------------------------------------------------------------------
 
+    def _serving(self) -> int | None:
+        current = self.desk.registry.serving()
+        return None if current is None else current.version
+
     def _load_state(self, retry_skipped: bool) -> np.ndarray:
         """0 open, 1 labeled, 2 skipped, per text."""
         state = np.zeros(len(self.texts), dtype=np.int8)
-        stored = self.workspace.store.find_texts(self.texts)
+        stored = self.corpus.find(self.texts)
         for text in stored:
             state[self._position[text]] = 1
         if not retry_skipped:
-            for (text,) in self._query(
-                "SELECT text FROM label_log WHERE action = 'skip' AND undone = 0"
-            ):
+            for text in self.desk.log.skipped():
                 if text in self._position and text not in stored:
                     state[self._position[text]] = 2
         return state
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self.workspace.store.transaction() as conn:
-            return list(conn.execute(sql, params).fetchall())
-
     def _refresh_cover(self) -> None:
-        self.workspace.memory()  # embeds any example that has no vector yet
-        _, vectors = self.workspace.store.embeddings(self.workspace.encoder.key)
+        vectors = self.corpus.vectors(self.corpus.examples())
         self.pool.reset_cover(vectors.reshape(-1, self.pool.vectors.shape[1]))
 
     def labels(self) -> tuple[str, ...]:
         """Return the workspace's labels in the order they are numbered (by name, from 1)."""
-        return tuple(self.workspace.store.label_counts())
+        return tuple(self.corpus.label_counts())
 
     def progress(self) -> Progress:
         """Return the session's progress."""
-        status = self.workspace.status()
         return Progress(
             labeled=self.labeled_here,
             skipped=int((self._state == 2).sum()),
             remaining=int((self._state == 0).sum()),
-            counts=status["labels"],
-            threshold=status["threshold"],
-            model=status["model"],
-            training=bool(status.get("training")),
+            counts=self.corpus.label_counts(),
+            threshold=int(self.desk.settings.value("min_per_label")),
+            model=self._serving(),
+            training=is_training(self.corpus.path),
         )
 
     # -- asking ---------------------------------------------------------------------------
@@ -227,9 +233,7 @@ class LabelSession:
         if position is None:
             return None
         text = self.texts[position]
-        suggestion = None
-        if self.workspace.store.count():
-            suggestion = self.workspace.classify([text], explain=True)[0]
+        suggestion = self.desk.classify(text) if self.corpus.count() else None
         self._question = Question(text, suggestion, self.labels(), self.progress())
         return self._question
 
@@ -243,8 +247,8 @@ class LabelSession:
             return None
         scores = None
         if self.pool.needs_scores and len(self.labels()) >= 2:
-            k = int(self.workspace.store.get_setting("k", DEFAULT_K))
-            stage = RetrievalStage(self.workspace.memory(), Vote(k=k))
+            k = int(self.desk.settings.value("k"))
+            stage = RetrievalStage(self.corpus.memory(), Vote(k=k))
             scores, _ = stage.scores(self.pool.vectors[candidates])
         return self.pool.pick(candidates, scores)
 
@@ -268,7 +272,7 @@ class LabelSession:
         if question is None:
             return Reply("invalid", "No text left to label.")
         if parsed.kind == "skip":
-            self._log(question.text, "skip", None, None)
+            self.desk.log.record(question.text, "skip", None, None)
             self._state[self._position[question.text]] = 2
             return Reply("skipped", "Skipped.")
         try:
@@ -296,12 +300,10 @@ class LabelSession:
         return same[0] if len(same) == 1 and parsed.kind == "label" else label
 
     def _assign(self, text: str, label: str) -> Reply:
-        before = self.workspace.store.find_texts([text]).get(text)
-        is_new = label not in self.workspace.store.label_counts()
-        result = self.workspace.add(
-            [text], label, source=self.source, relabel=True, train=self._train_mode()
-        )
-        self._log(text, "label", label, before.label if before else None)
+        before = self.corpus.find([text]).get(text)
+        is_new = label not in self.corpus.label_counts()
+        result = self.desk.add(text, label, self.source, self._train_mode())
+        self.desk.log.record(text, "label", label, before.label if before else None)
         self._state[self._position[text]] = 1
         self.pool.add_labeled(self.pool.vectors[self._position[text]])
         self.labeled_here += 1
@@ -312,29 +314,20 @@ class LabelSession:
 
     def _train_mode(self) -> str:
         """Train in the background so the loop goes on, unless the user said never."""
-        from fewshot.policy import setting
-
-        never = setting(self.workspace.store.settings(), "train") == "never"
-        return "never" if never else "background"
+        return "never" if self.desk.settings.value("train") == "never" else "background"
 
     def undo(self) -> Reply:
         """Undo the most recent decision on this file's texts (any session); ask it again."""
-        marks = ",".join("?" * len(self.texts)) or "NULL"
-        rows = self._query(
-            "SELECT id, text, action, label, previous FROM label_log WHERE undone = 0 "
-            f"AND text IN ({marks}) ORDER BY id DESC LIMIT 1",
-            self.texts,
-        )
-        if not rows:
+        decision = self.desk.log.last(self.texts)
+        if decision is None:
             return Reply("invalid", "Nothing to undo.")
-        log_id, text, action, label, previous = rows[0]
+        text = decision.text
         message = "Undid the skip."
-        if action == "label":
-            message = self._revert(text, label, previous)
+        if decision.action == "label":
+            message = self._revert(text, str(decision.label), decision.previous)
             self.labeled_here = max(self.labeled_here - 1, 0)
             self._refresh_cover()
-        with self.workspace.store.transaction() as conn:
-            conn.execute("UPDATE label_log SET undone = 1 WHERE id = ?", (log_id,))
+        self.desk.log.undo(decision)
         if self._question is not None:  # asked again right after the undone text
             self._front.append(self._position[self._question.text])
             self._question = None
@@ -343,28 +336,20 @@ class LabelSession:
         return Reply("undone", message)
 
     def _revert(self, text: str, label: str, previous: str | None) -> str:
-        stored = self.workspace.store.find_texts([text]).get(text)
+        stored = self.corpus.find([text]).get(text)
         if stored is None or stored.label != label:
             return (
                 f"Undid '{label}' in the history; the example had been changed since, left as is."
             )
         if previous is None:
-            self.workspace.remove([text])
+            self.corpus.remove([text])
             return f"Undid '{label}'."
-        self.workspace.add([text], previous, source=self.source, relabel=True, train="never")
+        self.desk.add(text, previous, self.source, "never")
         return f"Undid '{label}'; the text is labeled '{previous}' again."
-
-    def _log(self, text: str, action: str, label: str | None, previous: str | None) -> None:
-        with self.workspace.store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO label_log (text, action, label, previous, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (text, action, label, previous, time.time()),
-            )
 
     def _notice(self) -> str | None:
         """Say when a new model starts serving."""
-        model = self.workspace.status()["model"]
+        model = self._serving()
         if model == self._model:
             return None
         self._model = model
@@ -374,6 +359,7 @@ class LabelSession:
 __all__ = [
     "HELP",
     "Answer",
+    "Desk",
     "LabelSession",
     "Progress",
     "Question",

@@ -13,30 +13,36 @@ serving stage is scored on the same held-out examples: retrieval as above; a ser
 version on those it never saw (they are held out first), when there are at least
 ``gate_folds`` of them, else by retrieval's figure.
 
-The decision is :func:`fewshot.policy.promote`: a higher held-out accuracy, or the same
-accuracy and a better :func:`fewshot.metrics.pair_ranking` of the same examples by the
-candidate's encoder than by the serving stage's (the packaged encoder for retrieval).
+The gate never sees the workspace: it gets the examples, their stored vectors, the serving
+version and a way to load it. The decision is :func:`fewshot.policy.promote`: a higher
+held-out accuracy, or the same accuracy and a better :func:`fewshot.metrics.pair_ranking`
+of the same examples by the candidate's encoder than by the serving stage's (the packaged
+encoder for retrieval).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from fewshot import models as registry
 from fewshot import policy
 from fewshot.metrics import pair_ranking
 from fewshot.stages.retrieval import Memory, RetrievalStage
-from fewshot.stages.setfit import Head, SetFitConfig, SetFitModel, encode_body, fine_tune, with_head
-from fewshot.values import Example, Prediction
-
-if TYPE_CHECKING:
-    from fewshot.workspace import Workspace
+from fewshot.stages.setfit import (
+    Head,
+    Run,
+    SetFitConfig,
+    SetFitModel,
+    encode_body,
+    fine_tune,
+    with_head,
+)
+from fewshot.storage.registry import ModelVersion
+from fewshot.values import Example, GateFigures, Prediction
 
 
 def held_out_part(
@@ -72,59 +78,85 @@ class Gate:
     steps: list[int]  # optimiser steps of each training phase
 
 
+@dataclass(frozen=True)
+class Split:
+    """The gate's held-out part and the step budget of each phase."""
+
+    held: np.ndarray  # per example: held out
+    fit: list[int]  # indices of the examples of trained labels
+    first: int  # steps of the first phase (0: the rest cannot fit a model)
+    second: int  # steps of the second phase
+
+    @classmethod
+    def make(
+        cls,
+        labels: Sequence[str],
+        trained_labels: Sequence[str],
+        first_choice: Sequence[bool],
+        folds: int,
+        config: SetFitConfig,
+    ) -> Split:
+        """Hold out one in ``folds`` of each label and share the budget between phases."""
+        held = held_out_part(labels, folds, config.random_state, first_choice)
+        fit = [i for i in range(len(labels)) if labels[i] in trained_labels]
+        fit_rest = [i for i in fit if not held[i]]
+        budget = config.steps(len(fit))
+        first = _first_phase(budget, len(fit), len(fit_rest), len({labels[i] for i in fit_rest}))
+        return cls(held, fit, first, budget - first)
+
+
 def held_out_then_continue(
-    ws: Workspace,
+    body: Any,
     examples: list[Example],
+    vectors: np.ndarray,
     trained_labels: list[str],
     unseen: set[int],
-    body: Any,
-    config: SetFitConfig,
-    workdir: Path,
-    progress: bool,
-    callbacks: Sequence[Any],
+    folds: int,
+    confidence: float,
+    run: Run,
 ) -> tuple[SetFitModel, Gate]:
     """Train ``body`` on all but a held-out part, score that part, then continue on it.
 
     The budget is the recipe's for the whole set (``config.steps`` of the examples trained
     on): the first phase takes the share of the examples it trains on, the second the rest,
     with pairs anchored at the held-out examples. So the gate costs no training of its own.
+
+    Args:
+        body: A fresh, trainable encoder; it is trained in place and becomes the model's.
+        examples: Every labeled example.
+        vectors: The packaged encoder's vectors of ``examples`` (retrieval's view).
+        trained_labels: The labels the model learns.
+        unseen: Ids of the examples the serving model never saw (held out first).
+        folds: One in ``folds`` of each label's examples is held out.
+        confidence: ``new_label_confidence`` of the serving rule.
+        run: How a training phase runs.
     """
     import torch
 
-    settings = ws.store.settings()
     texts = [e.text for e in examples]
     labels = [e.label for e in examples]
-    vectors = _stored_vectors(ws, examples)
-    folds = int(policy.setting(settings, "gate_folds"))
-    held = held_out_part(labels, folds, config.random_state, [e.id in unseen for e in examples])
-    test, rest = np.flatnonzero(held), np.flatnonzero(~held)
-    fit = [i for i in range(len(examples)) if labels[i] in trained_labels]
-    fit_rest = [i for i in fit if not held[i]]
-    budget = config.steps(len(fit))
-    first = _first_phase(budget, len(fit), len(fit_rest), len({labels[i] for i in fit_rest}))
+    config = run.config
+    split = Split.make(labels, trained_labels, [e.id in unseen for e in examples], folds, config)
+    test, rest = np.flatnonzero(split.held), np.flatnonzero(~split.held)
     rest_labels = [labels[i] for i in rest]
     memory = Memory.build([texts[i] for i in rest], rest_labels, vectors[rest])
-    test_texts, gold = [texts[i] for i in test], [labels[i] for i in test]
-    by_retrieval = RetrievalStage(memory).predict(test_texts, vectors[test])
+    gold = [labels[i] for i in test]
+    by_retrieval = RetrievalStage(memory).predict([texts[i] for i in test], vectors[test])
     answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
     ranking = np.full(len(test), np.nan)
     torch.manual_seed(config.random_state)
-    steps = []
-    if first > 0:
-        phase_texts = [texts[i] for i in fit_rest]
-        phase_labels = [labels[i] for i in fit_rest]
-        fine_tune(body, phase_texts, phase_labels, config, workdir, progress, callbacks, first)
-        steps.append(first)
-        confidence = float(policy.setting(settings, "new_label_confidence"))
+    fit_rest = [i for i in split.fit if not split.held[i]]
+    if split.first > 0:
+        fine_tune(
+            body, [texts[i] for i in fit_rest], [labels[i] for i in fit_rest], run, split.first
+        )
         answers, ranking = _candidate_on(
             body, examples, rest, test, trained_labels, by_retrieval, confidence, config
         )
-    fit_texts, fit_labels = [texts[i] for i in fit], [labels[i] for i in fit]
-    position = {i: k for k, i in enumerate(fit)}
-    anchors = [position[i] for i in fit if held[i]] if first > 0 else None
-    second = budget - first
-    fine_tune(body, fit_texts, fit_labels, config, workdir, progress, callbacks, second, anchors)
-    steps.append(second)
+    fit_texts, fit_labels = [texts[i] for i in split.fit], [labels[i] for i in split.fit]
+    position = {i: k for k, i in enumerate(split.fit)}
+    anchors = [position[i] for i in split.fit if split.held[i]] if split.first > 0 else None
+    fine_tune(body, fit_texts, fit_labels, run, split.second, anchors)
     gate = Gate(
         held_out=test,
         rest=rest,
@@ -132,17 +164,9 @@ def held_out_then_continue(
         retrieval=np.asarray([p.label for p in by_retrieval]) == np.asarray(gold),
         candidate_ranking=ranking,
         retrieval_ranking=pair_ranking(vectors[test], gold, vectors[rest], rest_labels),
-        steps=steps,
+        steps=[split.first, split.second] if split.first > 0 else [split.second],
     )
     return with_head(body, fit_texts, fit_labels, config.random_state), gate
-
-
-def _stored_vectors(ws: Workspace, examples: list[Example]) -> np.ndarray:
-    """Return the packaged encoder's vectors of ``examples`` (stored; missing ones made now)."""
-    ws.memory()  # embeds any example that has no stored embedding yet
-    ids, matrix = ws.store.embeddings(ws.encoder.key)
-    row = {int(i): r for r, i in enumerate(ids)}
-    return matrix[[row[e.id] for e in examples]]
 
 
 def _first_phase(budget: int, n_fit: int, n_rest: int, rest_labels: int) -> int:
@@ -186,56 +210,67 @@ def _candidate_on(
     return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels)
 
 
-def unseen_by_serving(ws: Workspace, examples: list[Example]) -> set[int]:
+def unseen_by_serving(serving: ModelVersion | None, examples: list[Example]) -> set[int]:
     """Ids of the examples the serving model never saw, of labels it knows (none if none serves)."""
-    current = registry.serving(ws.store)
-    if current is None:
+    if serving is None:
         return set()
-    seen_up_to = int(current["metrics"].get("max_example_id", 0))
-    return {e.id for e in examples if e.id > seen_up_to and e.label in current["labels"]}
+    return {e.id for e in examples if e.id > serving.max_example_id and e.label in serving.labels}
 
 
 def serving_figure(
-    ws: Workspace, examples: list[Example], gate: Gate, unseen: set[int], minimum: int
-) -> dict[str, Any]:
+    examples: list[Example],
+    gate: Gate,
+    unseen: set[int],
+    serving: ModelVersion | None,
+    load_model: Callable[[int], SetFitModel],
+    minimum: int,
+) -> GateFigures:
     """Accuracy of the serving stage and of the candidate on the same held-out examples.
 
     A serving SetFit version is scored on the held-out examples it never saw, when there are
     at least ``minimum`` of them; otherwise the candidate is compared with retrieval's
     accuracy, and a tie keeps the serving version (no ranking of it was measured).
     """
-    current = registry.serving(ws.store)
-    serving = "retrieval" if current is None else f"setfit:v{current['version']}"
     mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
-    if current is not None and len(mine) >= minimum:
-        model = registry.load_model(ws.path, current["version"])
-        chosen = [examples[gate.held_out[k]] for k in mine]
-        vectors = model.encode([e.text for e in chosen])
-        proba = model.head.predict_proba(vectors)
-        right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
-        rest = [examples[i] for i in gate.rest]
-        ranking = pair_ranking(
-            vectors, [e.label for e in chosen], model.encode([e.text for e in rest]),
-            [e.label for e in rest],
-        )  # fmt: skip
-        return {
-            "serving": serving,
-            "baseline": serving,
-            "baseline_accuracy": float(right.mean()),
-            "accuracy_compared": float(gate.candidate[mine].mean()),
-            "baseline_ranking": mean_defined(ranking),
-            "ranking_compared": mean_defined(gate.candidate_ranking[mine]),
-            "compared_on": len(mine),
-        }
-    return {
-        "serving": serving,
-        "baseline": "retrieval",
-        "baseline_accuracy": float(gate.retrieval.mean()),
-        "accuracy_compared": float(gate.candidate.mean()),
-        "baseline_ranking": mean_defined(gate.retrieval_ranking) if current is None else None,
-        "ranking_compared": mean_defined(gate.candidate_ranking),
-        "compared_on": len(gate.held_out),
-    }
+    if serving is not None and len(mine) >= minimum:
+        return _against_version(examples, gate, mine, serving, load_model(serving.version))
+    return GateFigures(
+        serving="retrieval" if serving is None else serving.name,
+        baseline="retrieval",
+        baseline_accuracy=float(gate.retrieval.mean()),
+        accuracy_compared=float(gate.candidate.mean()),
+        baseline_ranking=mean_defined(gate.retrieval_ranking) if serving is None else None,
+        ranking_compared=mean_defined(gate.candidate_ranking),
+        compared_on=len(gate.held_out),
+    )
+
+
+def _against_version(
+    examples: list[Example],
+    gate: Gate,
+    mine: list[int],
+    serving: ModelVersion,
+    model: SetFitModel,
+) -> GateFigures:
+    """Score the serving ``model`` on the held-out examples it never saw (``mine``)."""
+    chosen = [examples[gate.held_out[k]] for k in mine]
+    vectors = model.encode([e.text for e in chosen])
+    proba = model.head.predict_proba(vectors)
+    right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
+    rest = [examples[i] for i in gate.rest]
+    ranking = pair_ranking(
+        vectors, [e.label for e in chosen], model.encode([e.text for e in rest]),
+        [e.label for e in rest],
+    )  # fmt: skip
+    return GateFigures(
+        serving=serving.name,
+        baseline=serving.name,
+        baseline_accuracy=float(right.mean()),
+        accuracy_compared=float(gate.candidate[mine].mean()),
+        baseline_ranking=mean_defined(ranking),
+        ranking_compared=mean_defined(gate.candidate_ranking[mine]),
+        compared_on=len(mine),
+    )
 
 
 def mean_defined(values: np.ndarray) -> float | None:
@@ -244,23 +279,24 @@ def mean_defined(values: np.ndarray) -> float | None:
     return float(defined.mean()) if len(defined) else None
 
 
-def verdict(figures: dict[str, Any], margin: float) -> policy.Verdict:
+def verdict(figures: GateFigures, margin: float) -> policy.Verdict:
     """Return the gate's decision on the figures of :func:`serving_figure`."""
 
     def number(value: float | None) -> float:
         return math.nan if value is None else value
 
     return policy.promote(
-        figures["accuracy_compared"],
-        figures["baseline_accuracy"],
+        figures.accuracy_compared,
+        figures.baseline_accuracy,
         margin,
-        number(figures["ranking_compared"]),
-        number(figures["baseline_ranking"]),
+        number(figures.ranking_compared),
+        number(figures.baseline_ranking),
     )
 
 
 __all__ = [
     "Gate",
+    "Split",
     "held_out_part",
     "held_out_then_continue",
     "mean_defined",

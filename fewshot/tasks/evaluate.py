@@ -14,17 +14,18 @@ import io
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fewshot.dataio import read_labeled
 from fewshot.errors import ConfigError, MissingExtraError
-from fewshot.index import atomic_write_bytes
 from fewshot.metrics import Confusion, Metrics, evaluate_labels
+from fewshot.storage.files import atomic_write_bytes
+from fewshot.values import Prediction
 
-if TYPE_CHECKING:
-    from fewshot.workspace import Workspace
+Classify = Callable[[list[str]], list[Prediction]]
 
 
 @dataclass(frozen=True)
@@ -72,24 +73,22 @@ class EvalReport:
 
 
 def evaluate(
-    workspace: Workspace,
+    classify: Classify,
+    known: Collection[str],
     path: str | os.PathLike[str],
     text_field: str = "text",
     label_field: str = "label",
-    k: int | None = None,
     plot: str | os.PathLike[str] | None = None,
-    progress: bool = False,
 ) -> EvalReport:
-    """Classify the labeled file ``path`` with ``workspace`` and score the predictions.
+    """Classify the labeled file ``path`` with ``classify`` and score the predictions.
 
     Args:
-        workspace: The workspace, answering as it serves now (nothing is changed in it).
+        classify: Answers a list of texts (the workspace as it serves now; nothing changes).
+        known: The labels the classifier knows (the others are reported as unknown).
         path: A labeled CSV / TSV / JSONL file.
         text_field: The text column.
         label_field: The label column.
-        k: Neighbours that vote (default: the workspace's setting).
         plot: If given, write a PNG picture of the confusion matrix there.
-        progress: Show a progress bar while embedding.
 
     Raises:
         DataError: For an unreadable or malformed file (nothing is classified then).
@@ -100,12 +99,10 @@ def evaluate(
     rows = read_labeled(file, text_field, label_field)
     if plot is not None:
         _check_plot_target(Path(plot))
-    known = set(workspace.store.label_counts())
     texts = [text for text, _, _ in rows]
     truth = [label for _, label, _ in rows]
-    _ = workspace.encoder.dim  # load the encoder first: throughput excludes the model load
     start = time.perf_counter()
-    predictions = workspace.classify(texts, k=k, progress=progress)
+    predictions = classify(texts)
     seconds = time.perf_counter() - start
     predicted = [p.label for p in predictions]
     unknown = Counter(label for label in truth if label not in known)
@@ -185,43 +182,4 @@ def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
     ]
 
 
-def report_table(report: dict[str, Any]) -> Any:
-    """Return the report for people: a summary, per-label scores and the confusion matrix."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    scores = Table(title="per label", show_header=True)
-    for column in ("label", "precision", "recall", "f1", "support"):
-        scores.add_column(column, justify="left" if column == "label" else "right")
-    for label, s in report["per_label"].items():
-        mark = " (unknown)" if label in report["unknown_labels"] else ""
-        scores.add_row(
-            label + mark, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
-            str(s["support"]),
-        )  # fmt: skip
-    labels = report["confusion"]["labels"]
-    matrix = Table(title="confusion (row = true, column = predicted)", show_header=True)
-    matrix.add_column("true \\ predicted")
-    for label in labels:
-        matrix.add_column(label, justify="right")
-    for label, row in zip(labels, report["confusion"]["matrix"]):
-        matrix.add_row(label, *(str(x) for x in row))
-    stages = ", ".join(f"{name} {count}" for name, count in report["stages"].items())
-    lines = [
-        f"{report['path']}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
-        f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}",
-        f"answered by: {stages}  ·  {report['texts_per_second']:.1f} texts/s",
-    ]
-    if report["unknown_labels"]:
-        unknown = ", ".join(f"{k} ({v})" for k, v in report["unknown_labels"].items())
-        known = report["known"]
-        known_acc = "n/a" if known["accuracy"] is None else f"{known['accuracy']:.3f}"
-        lines.append(
-            f"labels the workspace does not know (counted as errors): {unknown}; "
-            f"accuracy on the {known['n']} rows with known labels: {known_acc}"
-        )
-    return Group(Text("\n".join(lines)), scores, matrix)
-
-
-__all__ = ["EvalReport", "evaluate", "plot_confusion", "report_table"]
+__all__ = ["EvalReport", "evaluate", "plot_confusion"]

@@ -1,0 +1,253 @@
+"""SetFit training for a workspace: when it is due, the lock, the background process, versions.
+
+The gate is :mod:`fewshot.tasks.gate`: it costs no training of its own.
+
+Training writes only inside the workspace: the trainer's ``output_dir`` and the new model are
+made in ``models/.train-*`` and the model is renamed to ``models/<version>/`` (atomic) before
+its registry row is written. An interruption (Ctrl-C, a kill) leaves the registry as it was,
+so the previous model keeps serving; leftovers are removed by the next training. A lock file
+(``training.lock``, an ``flock``) keeps two trainings of one workspace apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from fewshot import policy
+from fewshot.corpus import Corpus
+from fewshot.errors import ConfigError, WorkspaceError
+from fewshot.stages.setfit import Run, SetFitConfig, SetFitModel, fresh_body
+from fewshot.storage.registry import Registry
+from fewshot.tasks import gate
+from fewshot.values import Example, TrainReport
+
+LOCK_NAME = "training.lock"
+LOG_NAME = "training.log"
+
+
+@contextlib.contextmanager
+def training_lock(path: Path) -> Iterator[None]:
+    """Hold the workspace's training lock, or raise WorkspaceError when another holds it."""
+    handle = (path / LOCK_NAME).open("a")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise WorkspaceError(
+                f"{path}: a training is already under way (see `fewshot status`); "
+                "wait for it to finish."
+            ) from err
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process is killed
+
+
+def is_training(path: Path) -> bool:
+    """Whether a training of the workspace at ``path`` holds the lock now."""
+    if not (path / LOCK_NAME).exists():
+        return False
+    try:
+        with training_lock(path):
+            return False
+    except WorkspaceError:
+        return True
+
+
+def config_of(values: Mapping[str, Any]) -> SetFitConfig:
+    """Return the training recipe from the workspace's settings' values."""
+    return SetFitConfig(
+        max_steps=int(values["max_steps"]),
+        pairs_per_example=int(values["pairs_per_example"]),
+        learning_rate=float(values["learning_rate"]),
+        random_state=int(values["random_state"]),
+    )
+
+
+def due(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> str | None:
+    """Why SetFit should train now (the reason), or None (see :mod:`fewshot.policy`)."""
+    return policy.training_due(
+        corpus.label_counts(),
+        registry.versions(),
+        int(values["min_per_label"]),
+        float(values["retrain_growth"]),
+    )
+
+
+def train_now(
+    corpus: Corpus,
+    registry: Registry,
+    values: Mapping[str, Any],
+    force: bool = False,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> TrainReport | None:
+    """Train a SetFit candidate when due (or when ``force``), gate it and record it.
+
+    Args:
+        corpus: The labeled set.
+        registry: The model versions.
+        values: The workspace's settings' values.
+        force: Train even when no trigger fired (still needs two labels at the threshold).
+        progress: Show the trainer's progress bars.
+        callbacks: ``transformers.TrainerCallback`` objects passed to every training run.
+
+    Returns:
+        The report, or None when training was not due.
+
+    Raises:
+        ConfigError: If ``force`` is given but fewer than two labels reached the threshold.
+        WorkspaceError: If another training of this workspace is under way.
+    """
+    counts = corpus.label_counts()
+    reason = due(corpus, registry, values)
+    trained_labels = policy.eligible(counts, int(values["min_per_label"]))
+    if reason is None and not force:
+        return None
+    if len(trained_labels) < 2:
+        raise ConfigError(
+            f"SetFit needs two labels with at least {values['min_per_label']} "
+            f"examples each; found {counts}. Add examples, or lower the threshold with "
+            "`fewshot config min_per_label N`."
+        )
+    directory = registry.directory
+    directory.mkdir(exist_ok=True)
+    with training_lock(registry.path):
+        for stale in directory.glob(".train-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        workdir = Path(tempfile.mkdtemp(prefix=".train-", dir=directory))
+        try:
+            run = Run(config_of(values), workdir, progress, callbacks)
+            return _train(corpus, registry, values, reason or "forced", trained_labels, run)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train(
+    corpus: Corpus,
+    registry: Registry,
+    values: Mapping[str, Any],
+    reason: str,
+    trained_labels: list[str],
+    run: Run,
+) -> TrainReport:
+    from fewshot.embed import resolve_model
+
+    start = time.perf_counter()
+    examples = corpus.examples()
+    serving = registry.serving()
+    unseen = gate.unseen_by_serving(serving, examples)
+    folds = int(values["gate_folds"])
+    model, measured = gate.held_out_then_continue(
+        fresh_body(resolve_model(corpus.encoder.model)),
+        examples,
+        corpus.vectors(examples),
+        trained_labels,
+        unseen,
+        folds,
+        float(values["new_label_confidence"]),
+        run,
+    )
+    figures = gate.serving_figure(examples, measured, unseen, serving, registry.load_model, folds)
+    verdict = gate.verdict(figures, float(values["gate_margin"]))
+    version = registry.next_version()
+    _save(model, registry, version, run.workdir)
+    metrics = {
+        "held_out_accuracy": float(measured.candidate.mean()),
+        "retrieval_held_out_accuracy": float(measured.retrieval.mean()),
+        "held_out_ranking": gate.mean_defined(measured.candidate_ranking),
+        "retrieval_held_out_ranking": gate.mean_defined(measured.retrieval_ranking),
+        "held_out": len(measured.held_out),
+        **figures.to_dict(),
+        "gate": verdict.reason,
+        **_recipe(run.config, folds, measured.steps),
+        "train_seconds": round(time.perf_counter() - start, 3),
+        "max_example_id": max(e.id for e in examples),
+        "reason": reason,
+    }
+    fit = _of_labels(examples, trained_labels)
+    registry.record(version, trained_labels, len(fit), metrics, verdict.promoted)
+    return TrainReport(version, verdict.promoted, reason, verdict.reason, figures, metrics)
+
+
+def _of_labels(examples: Sequence[Example], labels: Sequence[str]) -> list[Example]:
+    return [e for e in examples if e.label in labels]
+
+
+def _recipe(config: SetFitConfig, folds: int, steps: list[int]) -> dict[str, Any]:
+    return {
+        "folds": folds,
+        "steps": sum(steps),
+        "phase_steps": steps,
+        "max_steps": config.max_steps,
+        "pairs_per_example": config.pairs_per_example,
+        "learning_rate": config.learning_rate,
+    }
+
+
+def _save(model: SetFitModel, registry: Registry, version: int, workdir: Path) -> None:
+    """Write the model to ``models/<version>/`` (staged in ``workdir``, renamed into place)."""
+    staged = workdir / "model"
+    model.save(staged)
+    target = registry.directory / str(version)
+    if target.exists():  # renamed into place by a training killed before it was recorded
+        shutil.rmtree(target)
+    os.replace(staged, target)
+
+
+def after_add(
+    corpus: Corpus, registry: Registry, values: Mapping[str, Any], mode: str, progress: bool
+) -> TrainReport | str | None:
+    """Train as ``mode`` says (``auto``, ``background``, ``never``) when it is due after an add.
+
+    Returns:
+        The report of a training run now, "background" when one was started, else None.
+    """
+    if mode == "never" or is_training(registry.path) or due(corpus, registry, values) is None:
+        return None
+    if mode == "background":
+        start_background(registry.path)
+        return "background"
+    return train_now(corpus, registry, values, progress=progress)
+
+
+def start_background(path: Path) -> subprocess.Popen[bytes] | None:
+    """Start ``python -m fewshot --store DIR train`` detached; None when one runs already.
+
+    Its output goes to ``training.log`` in the workspace; ``status`` shows ``training: true``
+    once it holds the lock.
+    """
+    if is_training(path):
+        return None
+    log: IO[bytes] = (path / LOG_NAME).open("ab")
+    with log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fewshot", "--store", str(path), "train"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=path,
+        )
+
+
+__all__ = [
+    "LOCK_NAME",
+    "LOG_NAME",
+    "after_add",
+    "config_of",
+    "due",
+    "is_training",
+    "start_background",
+    "train_now",
+    "training_lock",
+]
