@@ -107,6 +107,42 @@ def test_accuracy_smoke_run_writes_records_and_resumes(
     assert len(written) == 4
 
 
+# Two far-apart topics, 4 texts each: with N = 4 the support set is the whole train split.
+KNOWN_TRAIN = [
+    ("My dog loves to chase the ball in the park", "pets"),
+    ("The cat sleeps on the sofa all afternoon", "pets"),
+    ("Our puppy chews every shoe in the house", "pets"),
+    ("I feed my kitten twice a day", "pets"),
+    ("Heavy rain is expected all day tomorrow", "weather"),
+    ("The forecast says snow and strong wind tonight", "weather"),
+    ("It is sunny and hot, thirty degrees this afternoon", "weather"),
+    ("A thunderstorm with hail is coming this evening", "weather"),
+]
+# Every test text is a copy of a support text: the 8 under their own label are certainly right;
+# the last 2 carry a label no support text has, so they are certainly wrong. Accuracy: 8 / 10.
+KNOWN_TEST = [
+    *KNOWN_TRAIN,
+    ("My dog loves to chase the ball in the park", "other"),
+    ("Heavy rain is expected all day tomorrow", "other"),
+]
+
+
+def test_accuracy_run_scores_a_data_set_of_known_outcome(bench: ModuleType, tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "copies"
+    folder.mkdir(parents=True)
+    for split, rows in (("train", KNOWN_TRAIN), ("test", KNOWN_TEST)):
+        lines = "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows)
+        (folder / f"{split}.jsonl").write_text(lines, encoding="utf-8")
+    args = _args(tmp_path / "data", tmp_path, "--no-cache")
+    args[args.index("emotion2")] = "copies"
+    records, computed = bench.run(bench.parse(args))
+    assert computed == 3
+    assert [r["method"] for r in records] == ["knn", "wknn", "logreg"]
+    for record in records:
+        assert (record["n_train"], record["n_test"]) == (8, 10)
+        assert record["accuracy"] == pytest.approx(8 / 10), record["method"]
+
+
 def test_unknown_method_is_a_usage_error(bench: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench.parse(["--methods", "knn,magic"])

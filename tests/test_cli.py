@@ -171,11 +171,42 @@ def test_classify_json_and_csv_carry_the_same_records(unchanged: Path) -> None:
         assert json.loads(row["neighbors"]) == record["neighbors"]
 
 
+def table_rows(out: str) -> list[dict[str, str]]:
+    """The rows of a rich table as {column: first line of the cell}, read by the column lines.
+
+    A row's first line is a line whose text cell does not start with a neighbour's evidence
+    ("  0.84  [label] ...") nor continue a wrapped cell, i.e. its other cells are not empty.
+    """
+    header = next(line for line in out.splitlines() if line.startswith("┃"))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    rows = []
+    for line in out.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = dict(zip(names, (cell.strip() for cell in line.strip("│").split("│"))))
+        if cells["label"]:
+            rows.append(cells)
+    return rows
+
+
 def test_classify_table(unchanged: Path) -> None:
-    result = ok(run(unchanged, "classify", "--format", "table", "--explain", "Where is my parcel?"))
+    # Near-copies of one shipping and one refund ticket of examples/tickets.csv: their labels
+    # are known. The neighbours shown by --explain are tagged with labels too, so the check
+    # reads the label column of each text's own row, not the whole output.
+    parcel, money = "Where is my parcel?", "I want my money back for this order, please"
+    args = ("classify", "--format", "table", "--explain", parcel, money)
+    result = ok(run(unchanged, *args))
     assert "shipping" in result.stdout
     assert "Where is my parcel?" in result.stdout
     assert "retrieval" in result.stdout
+    rows = table_rows(result.stdout)
+    assert [(r["label"], r["stage"]) for r in rows] == [
+        ("shipping", "retrieval"),
+        ("refund", "retrieval"),
+    ]
+    assert rows[0]["text"] == parcel
+    assert money.startswith(rows[1]["text"])  # the text cell may wrap
+    assert "[refund] I want my money back" in result.stdout  # its evidence is shown too
 
 
 # -- status and export ----------------------------------------------------------------------------

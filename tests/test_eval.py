@@ -39,6 +39,44 @@ EVAL_ROWS = [
 ]
 
 
+# Rows whose answers are known: the first 8 are near-copies of examples/tickets.csv rows under
+# their own label (retrieval is certainly right), the next 2 are near-copies given another
+# label on purpose (certain errors), the last 2 carry a label the workspace has never seen.
+KNOWN_ROWS = [
+    ("I want my money back for this order, please", "refund"),
+    ("Please refund the charge on my card, the item arrived broken", "refund"),
+    ("Where is my parcel? It was due on Monday already", "shipping"),
+    ("My package has still not arrived yet", "shipping"),
+    ("I can't log in to my account anymore", "account"),
+    ("How do I reset my password, please?", "account"),
+    ("The app crashes every single time I open the cart", "technical"),
+    ("Your website shows an error 500 at the checkout", "technical"),
+    ("How long does express delivery take to arrive?", "refund"),  # answered shipping
+    ("I get a blank screen after I updated the app", "account"),  # answered technical
+    ("Can you ship my order to Canada?", "sales"),  # answered shipping
+    ("How do I return this item and get a refund?", "sales"),  # answered refund
+]
+# What follows from that construction, worked out by hand (rows true, columns predicted).
+KNOWN_LABELS = ["account", "refund", "sales", "shipping", "technical"]
+KNOWN_CONFUSION = [
+    [2, 0, 0, 0, 1],  # account: 2 right, the blank screen answered technical
+    [0, 2, 0, 1, 0],  # refund: 2 right, express delivery answered shipping
+    [0, 1, 0, 1, 0],  # sales: never right, one each to refund and shipping
+    [0, 0, 0, 2, 0],  # shipping
+    [0, 0, 0, 0, 2],  # technical
+]
+KNOWN_SUPPORT = {"account": 3, "refund": 3, "sales": 2, "shipping": 2, "technical": 2}
+KNOWN_PRECISION_RECALL = {
+    "account": (1.0, 2 / 3),
+    "refund": (2 / 3, 2 / 3),
+    "sales": (0.0, 0.0),
+    "shipping": (2 / 4, 1.0),
+    "technical": (2 / 3, 1.0),
+}
+KNOWN_ACCURACY = 8 / 12
+KNOWN_MACRO_F1 = (4 / 5 + 2 / 3 + 0 + 2 / 3 + 4 / 5) / 5  # = 44 / 75
+
+
 def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     lines = ["text,label"] + [f'"{text}",{label}' for text, label in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -48,6 +86,11 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 @pytest.fixture
 def eval_file(tmp_path: Path) -> Path:
     return _write_csv(tmp_path / "eval.csv", EVAL_ROWS)
+
+
+@pytest.fixture
+def known_eval_file(tmp_path: Path) -> Path:
+    return _write_csv(tmp_path / "known.csv", KNOWN_ROWS)
 
 
 def _sklearn(truth: list[str], predicted: list[str]) -> dict[str, object]:
@@ -131,30 +174,66 @@ def test_eval_agrees_with_sklearn_on_the_workspaces_own_predictions(
 
 
 def test_eval_json_fields_from_the_cli(
-    tickets_workspace: Workspace, eval_file: Path, tmp_path: Path
+    tickets_workspace: Workspace, known_eval_file: Path, tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(
-        cli, ["--store", str(tickets_workspace.path), "eval", str(eval_file), "--format", "json"]
-    )
+    args = ["--store", str(tickets_workspace.path), "eval", str(known_eval_file)]
+    result = CliRunner().invoke(cli, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     expected = {"n", "accuracy", "macro_f1", "mcc", "per_label", "confusion", "stages"}
     assert expected | {"unknown_labels", "known", "texts_per_second"} <= set(report)
-    assert report["n"] == len(EVAL_ROWS)
+    assert report["n"] == len(KNOWN_ROWS)
     assert set(report["per_label"]["refund"]) == {"precision", "recall", "f1", "support"}
     assert 0.0 <= report["accuracy"] <= 1.0
+    # the figures of the known confusion, stated above from how the file was built
+    assert report["accuracy"] == pytest.approx(KNOWN_ACCURACY)
+    assert report["confusion"] == {"labels": KNOWN_LABELS, "matrix": KNOWN_CONFUSION}
+    assert {k: v["support"] for k, v in report["per_label"].items()} == KNOWN_SUPPORT
+    for label, (precision, recall) in KNOWN_PRECISION_RECALL.items():
+        got = report["per_label"][label]
+        assert (got["precision"], got["recall"]) == pytest.approx((precision, recall)), label
+    assert report["macro_f1"] == pytest.approx(KNOWN_MACRO_F1)
+    assert report["unknown_labels"] == {"sales": 2}
+    assert report["known"] == {"n": 10, "accuracy": pytest.approx(8 / 10)}
+    assert report["stages"] == {"retrieval": len(KNOWN_ROWS)}
 
 
-def test_eval_table_and_png(tickets_workspace: Workspace, eval_file: Path, tmp_path: Path) -> None:
+def _table_body(output: str, title: str) -> dict[str, list[str]]:
+    """The rows of the rich table printed under ``title``: {first cell: the other cells}."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == title)
+    rows = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            first, *rest = (cell.strip() for cell in line.strip("│").split("│"))
+            rows[first] = rest
+    return rows
+
+
+def test_eval_table_and_png(
+    tickets_workspace: Workspace, known_eval_file: Path, tmp_path: Path
+) -> None:
     picture = tmp_path / "confusion.png"
-    result = CliRunner().invoke(
-        cli,
-        ["--store", str(tickets_workspace.path), "eval", str(eval_file), "--plot", str(picture)],
-    )
+    args = ["--store", str(tickets_workspace.path), "eval", str(known_eval_file)]
+    result = CliRunner().invoke(cli, [*args, "--plot", str(picture)])
     assert result.exit_code == 0, result.output
     assert "accuracy=" in result.output
     assert "sales (2)" in result.output
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the printed figures are those of the known confusion (8 of 12 right, 8 of the 10 known)
+    words = " ".join(result.output.split())  # the summary lines wrap with the terminal
+    assert f"n=12 accuracy={KNOWN_ACCURACY:.3f} macro-F1={KNOWN_MACRO_F1:.3f}" in words
+    assert "accuracy on the 10 rows with known labels: 0.800" in words
+    confusion = _table_body(result.output, "confusion (row = true, column = predicted)")
+    assert {label: [int(x) for x in row] for label, row in confusion.items()} == dict(
+        zip(KNOWN_LABELS, KNOWN_CONFUSION)
+    )
+    per_label = _table_body(result.output, "per label")
+    support = {label.removesuffix(" (unknown)"): int(row[-1]) for label, row in per_label.items()}
+    assert support == KNOWN_SUPPORT
+    assert per_label["sales (unknown)"][:2] == ["0.000", "0.000"]
 
 
 @pytest.mark.parametrize(

@@ -165,7 +165,9 @@ def test_relabel_is_undone_to_the_previous_label(tickets_workspace: Workspace) -
     assert labels_of(tickets_workspace.path) == {INBOX[0]: "account"}
 
 
-def test_case_of_a_known_label_and_literal_names() -> None:
+def test_case_of_a_known_label_and_literal_names(
+    tickets_workspace: Workspace, store_dir: Path, inbox: Path
+) -> None:
     assert parse_answer("").kind == "accept"
     assert parse_answer("S").kind == "skip"
     assert parse_answer("12") == parse_answer(" 12 ")
@@ -173,6 +175,22 @@ def test_case_of_a_known_label_and_literal_names() -> None:
     assert parse_answer("=12").kind == "literal"
     assert parse_answer("=12").value == "12"
     assert parse_answer("refund").kind == "label"
+    assert (parse_answer("=Refund").kind, parse_answer("=Refund").value) == ("literal", "Refund")
+    # In a session of a workspace that has "refund" (6 tickets) and no "Refund": typing
+    # "Refund" picks "refund" (a case typo, not a new label); "=Refund" forces a new "Refund".
+    tickets_workspace.close()
+    output = label(store_dir, inbox, "Refund\n=Refund\nq\n")
+    assert labels_of(store_dir) == {INBOX[0]: "refund", INBOX[1]: "Refund"}
+    with Workspace.open(store_dir) as ws:
+        counts = ws.status()["labels"]
+        assert (counts["refund"], counts["Refund"]) == (7, 1)
+        assert ws.store.count() == 24 + 2
+    assert "Labeled 'refund'." in output
+    assert "Labeled 'Refund' (a new label)." in output
+    assert [(text, action, name) for text, action, name, _ in log(store_dir)] == [
+        (INBOX[0], "label", "refund"),
+        (INBOX[1], "label", "Refund"),
+    ]
 
 
 def test_missing_file_is_an_error_and_creates_nothing(store_dir: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The prompt builder: a pure function, checked against golden outputs and by its properties.
 
-Golden files live in tests/golden/; after an intended change of wording, regenerate them with
-``FEWSHOT_UPDATE_GOLDEN=1 pytest tests/test_prompt.py`` and review the diff.
+Golden files live in tests/golden/; the tests only compare against them. After an intended
+change of wording, regenerate them with ``python tests/golden/regenerate.py`` (never run by the
+tests) and review the diff. FEWSHOT_UPDATE_GOLDEN no longer means anything: a mismatch fails.
 """
 
 from __future__ import annotations
@@ -50,14 +51,30 @@ CASES = {
 }
 
 
+def golden_record(name: str) -> dict[str, object]:
+    """The record a case must give, as tests/golden/ holds it (written by regenerate.py)."""
+    return json.loads((GOLDEN / f"prompt_{name}.json").read_text(encoding="utf-8"))
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_prompt_matches_golden_output(name: str) -> None:
-    record = _record(QUERY, CASES[name])
-    path = GOLDEN / f"prompt_{name}.json"
-    if os.environ.get("FEWSHOT_UPDATE_GOLDEN"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    assert record == json.loads(path.read_text(encoding="utf-8"))
+    assert _record(QUERY, CASES[name]) == golden_record(name)
+
+
+def test_the_old_update_variable_neither_writes_nor_passes_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # FEWSHOT_UPDATE_GOLDEN=1 once made the golden test write its own expectation. Now, with it
+    # set, the golden test still fails when a case's record differs from its file (here the
+    # "similar last" case is given the "similar first" options), and no golden file changes.
+    monkeypatch.setenv("FEWSHOT_UPDATE_GOLDEN", "1")
+    assert os.environ["FEWSHOT_UPDATE_GOLDEN"] == "1"
+    before = {path.name: path.read_bytes() for path in GOLDEN.iterdir()}
+    test_prompt_matches_golden_output("top_k_similar_last")
+    monkeypatch.setitem(CASES, "top_k_similar_last", CASES["top_k_similar_first"])
+    with pytest.raises(AssertionError):
+        test_prompt_matches_golden_output("top_k_similar_last")
+    assert {path.name: path.read_bytes() for path in GOLDEN.iterdir()} == before
 
 
 def test_prompt_states_every_label_asks_for_one_and_ends_with_the_query() -> None:
