@@ -193,6 +193,15 @@ def test_case_of_a_known_label_and_literal_names(
     ]
 
 
+def test_an_empty_file_is_an_error_and_creates_nothing(store_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--store", str(store_dir), "label", str(empty)])
+    assert result.exit_code == 1
+    assert f"Error: {empty}: no texts found" in result.output
+    assert not store_dir.exists()
+
+
 def test_missing_file_is_an_error_and_creates_nothing(store_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--store", str(store_dir), "label", str(tmp_path / "no")])
     assert result.exit_code == 1

@@ -361,8 +361,11 @@ def label(
     """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
     from fewshot.cli.label_screen import TerminalScreen, label_file
     from fewshot.dataio import read_texts
+    from fewshot.errors import DataError
 
     texts = read_texts(_path(file), text_field)  # read once, checked before creating
+    if not texts:
+        raise DataError(f"{file}: no texts found; expected one text per line (or rows).")
     workspace = _open(ctx, create=True)
     label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
 

@@ -14,7 +14,6 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from fewshot.active import DEFAULT_ORDER
 from fewshot.cli.render import cut
-from fewshot.errors import DataError
 from fewshot.tasks.label import LabelSession, Progress, Question, Reply, parse_answer
 
 if TYPE_CHECKING:
@@ -229,8 +228,6 @@ def label_file(
         retry_skipped: Ask again for texts skipped in earlier sessions.
         progress: Show a progress bar while embedding the texts.
     """
-    if not texts:
-        raise DataError(f"{name}: no texts found; expected one text per line (or rows).")
     session = workspace.label_session(
         texts, f"label:{Path(name).name}", order, random_state, retry_skipped, progress
     )
