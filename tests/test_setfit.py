@@ -28,7 +28,8 @@ from transformers import TrainerCallback
 from fewshot.cli import cli
 from fewshot.embed import resolve_model
 from fewshot.errors import ConfigError, WorkspaceError
-from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body, train_model
+from fewshot.stages.finetune import SetFitConfig, fresh_body, train_model
+from fewshot.stages.setfit import SetFitModel
 from fewshot.tasks.train import training_lock
 from fewshot.workspace import Workspace
 

@@ -31,16 +31,9 @@ import numpy as np
 
 from fewshot import policy
 from fewshot.metrics import pair_ranking
+from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, with_head
 from fewshot.stages.retrieval import Memory, RetrievalStage
-from fewshot.stages.setfit import (
-    Head,
-    Run,
-    SetFitConfig,
-    SetFitModel,
-    encode_body,
-    fine_tune,
-    with_head,
-)
+from fewshot.stages.setfit import Head, SetFitModel, encode_body
 from fewshot.storage.registry import ModelVersion
 from fewshot.values import Example, GateFigures, Prediction
 

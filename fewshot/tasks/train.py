@@ -26,7 +26,8 @@ from typing import IO, Any
 from fewshot import policy
 from fewshot.corpus import Corpus
 from fewshot.errors import ConfigError, WorkspaceError
-from fewshot.stages.setfit import Run, SetFitConfig, SetFitModel, fresh_body
+from fewshot.stages.finetune import Run, SetFitConfig, fresh_body
+from fewshot.stages.setfit import SetFitModel
 from fewshot.storage.registry import Registry
 from fewshot.tasks import gate
 from fewshot.values import Example, TrainReport
