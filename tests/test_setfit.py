@@ -311,7 +311,9 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(ws: Works
     assert worse.metrics["held_out_accuracy"] == pytest.approx(8 / 12)
     assert worse.metrics["retrieval_held_out_accuracy"] == 1.0
     assert worse.metrics["held_out_ranking"] < worse.metrics["retrieval_held_out_ranking"]
-    assert worse.metrics["gate"] == "lower held-out accuracy"
+    # a guard keeps it out whatever the comparison says: one answer for two labels' texts
+    assert worse.metrics["guard"] == "it answered 'billing' to every held-out text of its labels"
+    assert worse.metrics["gate"] == f"kept out by a guard: {worse.metrics['guard']}"
     assert ws.status()["model"] == 1
     # Serve the collapsed model, label a few new texts, and a sane candidate must win.
     ws.rollback(worse.version)
@@ -440,7 +442,10 @@ def test_cli_train_rollback_and_status(ws: Workspace) -> None:
     assert "expected an integer >= 1, got 'zero'" in result.output
     # No accuracy beats retrieval's (1.0 here) by more than 0.99: the candidate is kept out.
     result = runner.invoke(cli, ["--store", store, "config", "gate_margin", "0.99"])
-    assert (result.exit_code, result.output) == (0, "gate_margin = 0.99\n")
+    assert (result.exit_code, result.output) == (
+        0,
+        "gate_margin = 0.99  (workspace; default 0.0)\n",
+    )
     result = runner.invoke(cli, ["--store", store, "train", "--force"])
     assert result.exit_code == 0, result.output
     assert result.output == (

@@ -132,6 +132,7 @@ def fine_tune(
     run: Run,
     steps: int | None = None,
     anchors: Sequence[int] | None = None,
+    losses: list[float] | None = None,
 ) -> None:
     """Fine-tune the SentenceTransformer ``body`` in place with setfit's Trainer.
 
@@ -143,6 +144,7 @@ def fine_tune(
         steps: Optimiser steps; default ``run.config.steps(len(texts))``.
         anchors: Indices of the examples whose pairs are trained (see :func:`sample_pairs`);
             default all.
+        losses: If given, each step's training loss is appended to it.
     """
     _quiet_libraries()
     config = run.config
@@ -155,11 +157,13 @@ def fine_tune(
         "sentence_2": [texts[j] for j in second],
         "label": target.tolist(),
     }
-    trainer, args = _trainer(body, pairs, run, steps)
+    trainer, args = _trainer(body, pairs, run, steps, losses)
     trainer.train_embeddings(list(texts), list(labels), args=args)
 
 
-def _trainer(body: Any, pairs: dict[str, list[Any]], run: Run, steps: int) -> tuple[Any, Any]:
+def _trainer(
+    body: Any, pairs: dict[str, list[Any]], run: Run, steps: int, losses: list[float] | None
+) -> tuple[Any, Any]:
     """Return setfit's Trainer for ``body``, fed ``pairs``, and its arguments."""
     from datasets import Dataset
     from setfit import SetFitModel as LibraryModel
@@ -177,7 +181,8 @@ def _trainer(body: Any, pairs: dict[str, list[Any]], run: Run, steps: int) -> tu
         seed=config.random_state,
         report_to="none",
         save_strategy="no",
-        logging_strategy="no",
+        logging_strategy="steps" if losses is not None else "no",
+        logging_steps=1,
         logging_first_step=False,
         show_progress_bar=run.progress,
     )
@@ -190,14 +195,16 @@ def _trainer(body: Any, pairs: dict[str, list[Any]], run: Run, steps: int) -> tu
     trainer.st_trainer.remove_callback(ProgressCallback)
     if run.progress:
         trainer.st_trainer.add_callback(_trainer_classes()[1]())
+    if losses is not None:
+        trainer.st_trainer.add_callback(_trainer_classes()[2](losses))
     return trainer, args
 
 
 @functools.cache
-def _trainer_classes() -> tuple[type, type]:
+def _trainer_classes() -> tuple[type, type, type]:
     """Return our subclasses of setfit's Trainer and of the progress bar (made once)."""
     from setfit import Trainer
-    from transformers import ProgressCallback
+    from transformers import ProgressCallback, TrainerCallback
 
     class SampledPairsTrainer(Trainer):  # type: ignore[misc]
         """setfit's Trainer, fed our linear-time pairs instead of its n² enumeration."""
@@ -213,7 +220,18 @@ def _trainer_classes() -> tuple[type, type]:
         def on_log(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    return SampledPairsTrainer, Bar
+    class LossLog(TrainerCallback):
+        """Appends each logged training loss to a list."""
+
+        def __init__(self, losses: list[float]) -> None:
+            self.losses = losses
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            loss = (kwargs.get("logs") or {}).get("loss")
+            if loss is not None:
+                self.losses.append(float(loss))
+
+    return SampledPairsTrainer, Bar, LossLog
 
 
 def fresh_body(location: str) -> Any:

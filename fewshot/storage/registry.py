@@ -125,6 +125,11 @@ class Registry:
         """Return the number the next trained model gets."""
         return max((m.version for m in self.versions()), default=0) + 1
 
+    def available(self, version: ModelVersion) -> bool:
+        """Whether the files of ``version`` are there (its head and its encoder)."""
+        directory = self.directory / str(version.version)
+        return (directory / "head.json").is_file() and (directory / "body").is_dir()
+
     def load_model(self, version: int) -> SetFitModel:
         """Load model ``version`` (safetensors and JSON; nothing is unpickled)."""
         from fewshot.stages.setfit import SetFitModel

@@ -69,6 +69,8 @@ class Gate:
     candidate_ranking: np.ndarray  # per held-out example: pair_ranking against the rest
     retrieval_ranking: np.ndarray  # the same under the encoder retrieval uses
     steps: list[int]  # optimiser steps of each training phase
+    answers: tuple[str, ...] = ()  # the candidate's answers (none when it was not scored)
+    losses: tuple[float, ...] = ()  # the training loss of each step, both phases
 
 
 @dataclass(frozen=True)
@@ -139,17 +141,17 @@ def held_out_then_continue(
     ranking = np.full(len(test), np.nan)
     torch.manual_seed(config.random_state)
     fit_rest = [i for i in split.fit if not split.held[i]]
+    losses: list[float] = []
     if split.first > 0:
-        fine_tune(
-            body, [texts[i] for i in fit_rest], [labels[i] for i in fit_rest], run, split.first
-        )
+        rest_texts, rest_fit_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
+        fine_tune(body, rest_texts, rest_fit_labels, run, split.first, losses=losses)
         answers, ranking = _candidate_on(
             body, examples, rest, test, trained_labels, by_retrieval, confidence, config
         )
     fit_texts, fit_labels = [texts[i] for i in split.fit], [labels[i] for i in split.fit]
     position = {i: k for k, i in enumerate(split.fit)}
     anchors = [position[i] for i in split.fit if split.held[i]] if split.first > 0 else None
-    fine_tune(body, fit_texts, fit_labels, run, split.second, anchors)
+    fine_tune(body, fit_texts, fit_labels, run, split.second, anchors, losses)
     gate = Gate(
         held_out=test,
         rest=rest,
@@ -158,6 +160,8 @@ def held_out_then_continue(
         candidate_ranking=ranking,
         retrieval_ranking=pair_ranking(vectors[test], gold, vectors[rest], rest_labels),
         steps=[split.first, split.second] if split.first > 0 else [split.second],
+        answers=tuple(a.label for a in answers) if split.first > 0 else (),
+        losses=tuple(losses),
     )
     return with_head(body, fit_texts, fit_labels, config.random_state), gate
 

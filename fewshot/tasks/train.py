@@ -159,7 +159,11 @@ def _train(
         run,
     )
     figures = gate.serving_figure(examples, measured, unseen, serving, registry.load_model, folds)
+    gold = [examples[i].label for i in measured.held_out]
+    guard = policy.guard(measured.answers, gold, measured.losses, trained_labels)
     verdict = gate.verdict(figures, float(values["gate_margin"]))
+    if guard is not None:
+        verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
     _save(model, registry, version, run.workdir)
     metrics = {
@@ -170,6 +174,9 @@ def _train(
         "held_out": len(measured.held_out),
         **figures.to_dict(),
         "gate": verdict.reason,
+        "guard": guard,
+        "loss_first": measured.losses[0] if measured.losses else None,
+        "loss_last": measured.losses[-1] if measured.losses else None,
         **_recipe(run.config, folds, measured.steps),
         "train_seconds": round(time.perf_counter() - start, 3),
         "max_example_id": max(e.id for e in examples),
