@@ -79,6 +79,7 @@ def promote(
     margin: float,
     candidate_ranking: float = math.nan,
     serving_ranking: float = math.nan,
+    new_labels: Sequence[str] = (),
 ) -> Verdict:
     """Decide whether the candidate takes over (the gate), and say why.
 
@@ -94,10 +95,16 @@ def promote(
         margin: The accuracy the candidate must add (``gate_margin``).
         candidate_ranking: The candidate encoder's mean ranking of those examples.
         serving_ranking: The serving stage's encoder's.
+        new_labels: Labels the candidate learned and the serving model did not: on equal
+            accuracy the candidate serves (one model that knows every label, rather than
+            retrieval standing in for the labels the serving model lacks).
     """
     if candidate > serving + margin:
         return Verdict(True, "higher held-out accuracy")
     if margin == 0 and math.isclose(candidate, serving, abs_tol=1e-9):
+        if new_labels:
+            shown = ", ".join(f"'{label}'" for label in new_labels)
+            return Verdict(True, f"same held-out accuracy, and it knows {shown}")
         # equal rankings (a mean of a few fractions; they can differ by float rounding) keep
         if candidate_ranking > serving_ranking + 1e-9:
             return Verdict(True, "same held-out accuracy, better ranking")

@@ -158,10 +158,14 @@ def _train(
         float(values["new_label_confidence"]),
         run,
     )
-    figures = gate.serving_figure(examples, measured, unseen, serving, registry.load_model, folds)
+    confidence = float(values["new_label_confidence"])
+    figures = gate.serving_figure(
+        examples, measured, unseen, serving, registry.load_model, folds, confidence
+    )
     gold = [examples[i].label for i in measured.held_out]
     guard = policy.guard(measured.answers, gold, measured.losses, trained_labels)
-    verdict = gate.verdict(figures, float(values["gate_margin"]))
+    new = [] if serving is None else [x for x in trained_labels if x not in serving.labels]
+    verdict = gate.verdict(figures, float(values["gate_margin"]), new)
     if guard is not None:
         verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
