@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fewshot.calibration import fit_temperature, rescale, shrunk
 from fewshot.storage.index import VectorIndex
 from fewshot.values import Neighbor, Prediction
 
@@ -64,6 +65,7 @@ class Vote:
     temperature: float = DEFAULT_TEMPERATURE
     prototype_temperature: float = DEFAULT_PROTOTYPE_TEMPERATURE
     mix: float = DEFAULT_MIX
+    calibration: float = 1.0  # the scores' temperature (fewshot.calibration); 1: as voted
 
     def scores(
         self,
@@ -94,7 +96,7 @@ class Vote:
         totals = knn.sum(axis=1, keepdims=True)
         knn = np.divide(knn, totals, out=np.full_like(knn, 1.0 / len(classes)), where=totals > 0)
         proto = _softmax(np.asarray(prototype_sims, dtype=np.float64) / self.prototype_temperature)
-        return np.asarray(self.mix * knn + (1.0 - self.mix) * proto)
+        return rescale(np.asarray(self.mix * knn + (1.0 - self.mix) * proto), self.calibration)
 
 
 def pick(scores: np.ndarray, neighbor_labels: Sequence[str], classes: Sequence[str]) -> int:
@@ -126,9 +128,24 @@ class Memory:
     ) -> None:
         self.index = index
         self.examples = examples
+        self.vectors = vectors
+        self.ids = ids
         labels = [examples[int(i)][1] for i in ids]
+        self.labels = labels
         self.classes: list[str] = sorted(set(labels))
         self.prototypes = prototypes(vectors, labels, self.classes) if labels else np.zeros((0, 0))
+        self._temperatures: dict[Vote, float] = {}
+
+    def temperature(self, vote: Vote) -> float:
+        """Return the calibration temperature of ``vote`` on this labeled set (cached).
+
+        Fitted on the leave-one-out answers (:func:`leave_one_out`) and shrunk towards 1
+        when they are few (:mod:`fewshot.calibration`).
+        """
+        if vote not in self._temperatures:
+            scores, truth = leave_one_out(self, vote)
+            self._temperatures[vote] = shrunk(fit_temperature(scores, truth), len(truth))
+        return self._temperatures[vote]
 
     @classmethod
     def build(cls, texts: Sequence[str], labels: Sequence[str], vectors: np.ndarray) -> Memory:
@@ -193,3 +210,41 @@ class RetrievalStage:
                 )
             )
         return predictions
+
+
+def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
+    """Score each labeled example by the others: its neighbours and prototypes without it.
+
+    Examples whose label has no other example are left out (nothing could answer them).
+
+    Returns:
+        ``(scores, truth)``: (n, classes) uncalibrated scores in ``memory.classes`` order,
+        and the column of each one's own label.
+    """
+    labels = np.asarray(memory.labels)
+    column = {name: i for i, name in enumerate(memory.classes)}
+    counts = {name: int((labels == name).sum()) for name in memory.classes}
+    rows = np.flatnonzero([counts[label] >= 2 for label in labels])
+    if len(rows) == 0 or len(memory.classes) < 2:
+        return np.zeros((0, len(memory.classes))), np.zeros(0, dtype=np.int64)
+    vectors = np.asarray(memory.vectors[rows], dtype=np.float32)
+    sims, ids = memory.index.search(vectors, vote.k + 1)
+    neighbor_sims, neighbor_labels = [], []
+    for own, row_sims, row_ids in zip(memory.ids[rows], sims, ids):
+        kept = [
+            (s, memory.examples[int(i)][1])
+            for s, i in zip(row_sims, row_ids)
+            if i >= 0 and i != own
+        ]
+        kept = kept[: vote.k]
+        neighbor_sims.append([s for s, _ in kept] + [0.0] * (vote.k - len(kept)))
+        neighbor_labels.append([label for _, label in kept])
+    sums = np.stack([memory.vectors[labels == name].sum(axis=0) for name in memory.classes])
+    proto_sims = vectors @ memory.prototypes.T
+    truth = np.asarray([column[label] for label in labels[rows]], dtype=np.int64)
+    without = sums[truth] - vectors  # each one's own prototype, without it
+    without /= np.maximum(np.linalg.norm(without, axis=1, keepdims=True), 1e-12)
+    proto_sims[np.arange(len(rows)), truth] = np.einsum("ij,ij->i", vectors, without)
+    plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)
+    scores = plain.scores(np.asarray(neighbor_sims), neighbor_labels, proto_sims, memory.classes)
+    return scores, truth
