@@ -3,12 +3,17 @@
 A text is stored once. Adding a text already labeled the same way changes nothing
 (``unchanged``); with another label it is an error unless ``relabel`` is given. Vectors are
 stored per encoder in SQLite, so the FAISS index (``vectors.faiss``, a derived cache) is
-rebuilt without encoding again whenever it is missing or stale.
+rebuilt without encoding again whenever it is missing or stale. An add checks the stored
+texts again inside its write transaction, so two adds at once end as if one ran after the
+other. A read-only workspace is read as it is: missing vectors are made in memory, no cache
+is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,37 +89,36 @@ class Corpus:
     ) -> AddResult:
         """Add cleaned rows in one transaction: all of them, or none when any is refused.
 
+        The stored texts are compared before encoding (so a refused add costs no encoding)
+        and again inside the write transaction, so two adds at once end as if one had run
+        after the other: the second finds the first's texts ``unchanged``, or refuses them.
+        The encoding runs outside the write lock.
+
         Raises:
             DataError: If a text has two labels among ``rows``, or is stored with another
                 label and ``relabel`` is not given.
+            WorkspaceError: If the workspace is read-only.
         """
         check_one_label_per_text(rows)
-        stored = self.find([text for text, _, _ in rows])
-        new: dict[str, str] = {}
-        changes: dict[int, str] = {}
-        seen: set[str] = set()
-        unchanged = 0
+        self.store.check_writable()
+        unique: dict[str, tuple[str, str]] = {}
         for text, label, where in rows:
-            if text in seen:
-                continue
-            seen.add(text)
-            old = stored.get(text)
-            if old is None:
-                new[text] = label
-            elif old.label == label:
-                unchanged += 1
-            elif relabel:
-                changes[old.id] = label
-            else:
-                raise DataError(
-                    f"{where}: this text is already labeled '{old.label}' in the workspace, "
-                    f"not '{label}'; pass --relabel to change its label. Nothing was added."
-                )
-        vectors = self.encoder.encode(list(new), progress=progress) if new else None
-        self.store.add_examples(
-            list(new.items()), source, self.encoder.key, vectors, relabel=list(changes.items())
-        )
-        return AddResult(added=len(new), unchanged=unchanged, relabeled=len(changes))
+            unique.setdefault(text, (label, where))
+        plan = _plan(unique, self.find(list(unique)), relabel)
+        encoded: dict[str, np.ndarray] = {}
+        if plan.new:
+            texts = list(plan.new)
+            encoded = dict(zip(texts, self.encoder.encode(texts, progress=progress)))
+        with self.store.transaction() as conn:
+            plan = _plan(unique, self.find(list(unique)), relabel)  # under the write lock
+            have = [(t, lab) for t, lab in plan.new.items() if t in encoded]
+            vectors = np.array([encoded[t] for t, _ in have]) if have else None
+            key = self.encoder.key
+            self.store.add_examples(have, source, key, vectors, list(plan.changes.items()), conn)
+            # Texts deleted by another process meanwhile: their vectors are made on next use.
+            late = [(t, lab) for t, lab in plan.new.items() if t not in encoded]
+            self.store.add_examples(late, source, conn=conn)
+        return AddResult(added=len(plan.new), unchanged=plan.unchanged, relabeled=len(plan.changes))
 
     def remove(self, texts: Sequence[str]) -> int:
         """Delete the examples with these texts (and their embeddings); return how many.
@@ -127,50 +131,103 @@ class Corpus:
         return len(found)
 
     def memory(self, progress: bool = False) -> Memory:
-        """Return the labeled set as vectors: the FAISS cache, rebuilt if it is stale."""
-        revision = self.store.revision
-        if self._memory is not None and self._memory[0] == revision:
+        """Return the labeled set as vectors: the FAISS cache, rebuilt if it is stale.
+
+        The cache is read only when its manifest matches the store's state, and written
+        (atomically) only when the workspace is writable.
+        """
+        if self._memory is not None and self._memory[0] == self.store.revision:
             return self._memory[1]
-        key = self.encoder.key
-        self._embed_missing(key, lambda texts: self.encoder.encode(texts, progress=progress))
-        ids, vectors = self.store.embeddings(key)
+        state = self._read(self.encoder.key, lambda t: self.encoder.encode(t, progress=progress))
         expected = {
-            "encoder": key,
-            "revision": revision,
-            "workspace_id": self.store.get_setting("workspace_id"),
+            "encoder": self.encoder.key,
+            "revision": state.revision,
+            "workspace_id": state.workspace_id,
         }
         index = VectorIndex.load(self.path, expected)
         if index is None:
-            index = VectorIndex.build(ids, vectors)
-            index.save(self.path, expected)
-        memory = self._memory_of(index, ids, vectors)
-        self._memory = (revision, memory)
+            index = VectorIndex.build(state.ids, state.vectors)
+            if not self.store.read_only:
+                with contextlib.suppress(OSError):  # a cache: a failed write only costs time
+                    index.save(self.path, expected)
+        memory = Memory(index, state.examples, state.vectors, state.ids)
+        self._memory = (state.revision, memory)
         return memory
 
     def memory_under(self, key: str, encode: Callable[[list[str]], np.ndarray]) -> Memory:
         """Return the labeled set under another encoder (``setfit:v2``), stored under ``key``.
 
-        Examples with no embedding under ``key`` yet are encoded with ``encode`` and stored.
+        Examples with no embedding under ``key`` yet are encoded with ``encode`` and stored
+        (kept in memory only when the workspace is read-only).
         """
-        self._embed_missing(key, encode)
-        ids, vectors = self.store.embeddings(key)
-        return self._memory_of(VectorIndex.build(ids, vectors), ids, vectors)
+        state = self._read(key, encode)
+        index = VectorIndex.build(state.ids, state.vectors)
+        return Memory(index, state.examples, state.vectors, state.ids)
 
     def vectors(self, examples: Sequence[Example]) -> np.ndarray:
         """Return the base encoder's vectors of ``examples``, in order (missing ones made)."""
-        self.memory()  # embeds any example that has no stored embedding yet
-        ids, matrix = self.store.embeddings(self.encoder.key)
-        row = {int(i): r for r, i in enumerate(ids)}
-        return matrix[[row[e.id] for e in examples]]
+        state = self._read(self.encoder.key, lambda texts: self.encoder.encode(texts))
+        row = {int(i): r for r, i in enumerate(state.ids)}
+        return state.vectors[[row[e.id] for e in examples]]
 
-    def _embed_missing(self, key: str, encode: Callable[[list[str]], np.ndarray]) -> None:
-        missing = self.store.missing_embeddings(key)
+    def _read(self, key: str, encode: Callable[[list[str]], np.ndarray]) -> _State:
+        """Read the examples and their vectors under ``key`` from one state of the store.
+
+        Missing embeddings are made and stored first; those still missing in the state read
+        (a read-only workspace, or rows added meanwhile) are made in memory.
+        """
+        if not self.store.read_only:
+            missing = self.store.missing_embeddings(key)
+            if missing:
+                made = encode([t for _, t in missing])
+                self.store.put_embeddings(key, [i for i, _ in missing], made)
+        with self.store.snapshot():
+            revision = self.store.revision
+            workspace_id = self.store.get_setting("workspace_id")
+            ids, vectors = self.store.embeddings(key)
+            missing = self.store.missing_embeddings(key)
+            examples = {e.id: (e.text, e.label) for e in self.store.examples()}
         if missing:
-            self.store.put_embeddings(key, [i for i, _ in missing], encode([t for _, t in missing]))
+            made = np.asarray(encode([t for _, t in missing]), dtype=np.float32)
+            more = np.array([i for i, _ in missing], dtype=np.int64)
+            ids = np.concatenate([ids, more]) if len(ids) else more
+            vectors = np.vstack([vectors, made]) if len(ids) > len(more) else made
+        return _State(revision, workspace_id, ids, vectors, examples)
 
-    def _memory_of(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> Memory:
-        examples = {e.id: (e.text, e.label) for e in self.store.examples()}
-        return Memory(index, examples, vectors, ids)
+
+@dataclass(frozen=True)
+class _State:
+    revision: int
+    workspace_id: object
+    ids: np.ndarray
+    vectors: np.ndarray
+    examples: dict[int, tuple[str, str]]
+
+
+@dataclass
+class _Plan:
+    new: dict[str, str] = field(default_factory=dict)
+    changes: dict[int, str] = field(default_factory=dict)
+    unchanged: int = 0
+
+
+def _plan(unique: dict[str, tuple[str, str]], stored: dict[str, Example], relabel: bool) -> _Plan:
+    """Say what adding ``{text: (label, where)}`` over the ``stored`` examples does."""
+    plan = _Plan()
+    for text, (label, where) in unique.items():
+        old = stored.get(text)
+        if old is None:
+            plan.new[text] = label
+        elif old.label == label:
+            plan.unchanged += 1
+        elif relabel:
+            plan.changes[old.id] = label
+        else:
+            raise DataError(
+                f"{where}: this text is already labeled '{old.label}' in the workspace, "
+                f"not '{label}'; pass --relabel to change its label. Nothing was added."
+            )
+    return plan
 
 
 __all__ = ["Corpus", "Row", "file_rows", "labeled_rows"]

@@ -198,6 +198,7 @@ class Workspace:
 
         ``callbacks`` are ``transformers.TrainerCallback`` objects passed to the trainer.
         """
+        self.store.check_writable()
         values = self.settings.values()
         return training.train_now(self.corpus, self.registry, values, force, progress, callbacks)
 
@@ -207,6 +208,7 @@ class Workspace:
 
     def rollback(self, version: int | None = None) -> int | None:
         """Serve model ``version``, or step back one version (to retrieval when none is left)."""
+        self.store.check_writable()
         return self.registry.rollback(version)
 
     def config(
@@ -241,6 +243,7 @@ class Workspace:
         """Start a labeling session over ``texts`` (``fewshot label``; see ``tasks.label``)."""
         from fewshot.tasks.label import Desk, LabelSession
 
+        self.store.check_writable()
         desk = Desk(
             self.corpus,
             LabelLog(self.store),

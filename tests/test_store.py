@@ -86,7 +86,7 @@ def test_a_failed_write_changes_nothing(store: Store) -> None:
     with pytest.raises(ValueError, match="2 ids but 1 vectors"):
         # the examples are inserted first; the mismatched vectors must roll them back
         store.add_examples(ROWS[1:], "test", "enc", vectors(1))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(WorkspaceError, match="UNIQUE constraint failed"):
         store.add_examples([("new text", "x"), ROWS[0]], "test")  # a stored text: UNIQUE
     assert (store.examples(), store.revision) == before
     assert store.embeddings("enc")[1].shape == (1, 4)

@@ -1,7 +1,9 @@
 """The workspace's SQLite store: the source of truth for examples, embeddings, models, settings.
 
 Embeddings are kept per encoder as float32 blobs, so rebuilding the vector index never
-re-encodes. Every write is one transaction; the database runs in WAL mode.
+re-encodes. Every write is one transaction; the database runs in WAL mode. A database this
+process may not write opens read-only and refuses writes; the connection and its errors (a
+damaged file, a busy or read-only one) are :mod:`fewshot.storage.database`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fewshot.errors import WorkspaceError
+from fewshot.storage.database import connect, read_only_error, writable
 from fewshot.values import Example
 
 DB_NAME = "fewshot.sqlite"
@@ -73,20 +76,34 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> Iterator[str]:
+    """Split an SQL script into its statements (to run them inside one transaction)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
 class Store:
     """A connection to one workspace database.
 
     Use :meth:`create` for a new workspace and :meth:`open` for an existing one.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
         self._conn = conn
+        self.read_only = read_only
+        """Whether the database was opened read-only (this process may not write it)."""
 
     @classmethod
     def create(cls, path: Path) -> Store:
         """Create the database at ``path`` (which must not exist yet)."""
-        store = cls._connect(path)
+        store = cls(path, connect(path))
         workspace_id = json.dumps(uuid.uuid4().hex).replace("'", "")
         # One script, one transaction: a crash leaves no half-made schema.
         store._conn.executescript(
@@ -98,53 +115,66 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        """Open an existing database, checking that it is a fewshot workspace."""
+        """Open an existing database, checking that it is a fewshot workspace.
+
+        A database this process may not write is opened read-only (:attr:`read_only`): it
+        reads as it is, an older schema included, and every write is refused.
+        """
         if not path.is_file():
             raise WorkspaceError(
                 f"{path}: no workspace database here; create one with `fewshot init`."
             )
-        store = cls._connect(path)
+        read_only = not writable(path)
+        store = cls(path, connect(path, read_only), read_only)
         try:
-            version = store._conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as err:
+            store._check()
+        except BaseException:
             store.close()
-            raise WorkspaceError(f"{path}: not a fewshot workspace database ({err}).") from err
+            raise
+        return store
+
+    def _check(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
         if version > SCHEMA_VERSION:
-            store.close()
             raise WorkspaceError(
-                f"{path}: made by a newer fewshot (schema {version}, this one reads "
+                f"{self.path}: made by a newer fewshot (schema {version}, this one reads "
                 f"{SCHEMA_VERSION}); upgrade fewshot."
             )
         if not {"examples", "embeddings", "settings"} <= tables:
-            store.close()
-            raise WorkspaceError(f"{path}: an SQLite database, but not a fewshot workspace.")
-        if version < SCHEMA_VERSION:
-            store._migrate(version)
-        return store
+            raise WorkspaceError(f"{self.path}: an SQLite database, but not a fewshot workspace.")
+        if version < SCHEMA_VERSION and not self.read_only:
+            self._migrate()
 
-    def _migrate(self, version: int) -> None:
-        """Bring a workspace of an older schema up to :data:`SCHEMA_VERSION` (one transaction)."""
-        steps = "".join(MIGRATIONS[version:])
-        self._conn.executescript(f"BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    def _migrate(self) -> None:
+        """Bring a workspace of an older schema up to :data:`SCHEMA_VERSION` (one transaction).
 
-    @classmethod
-    def _connect(cls, path: Path) -> Store:
-        try:
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as err:
-            raise WorkspaceError(f"{path}: not a fewshot workspace database ({err}).") from err
-        return cls(path, conn)
+        The version is read again under the write lock: of two processes opening an old
+        workspace at once, the second finds it migrated.
+        """
+        with self.transaction() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for statement in _statements("".join(MIGRATIONS[version:])):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
 
+    def check_writable(self) -> None:
+        """Raise WorkspaceError ("the workspace is read-only") when this store is read-only."""
+        if self.read_only:
+            raise read_only_error(self.path)
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the block as one write transaction: all of it is committed, or none."""
+        """Run the block as one write transaction: all of it is committed, or none.
+
+        ``BEGIN IMMEDIATE`` takes the write lock first (waiting up to the busy timeout for
+        another writer), so what the block reads is what it writes over.
+        """
+        self.check_writable()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -152,6 +182,15 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read the block from one state of the database (a read transaction; writes wait not)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     # -- settings -------------------------------------------------------------------------
 
@@ -201,6 +240,7 @@ class Store:
         encoder: str | None = None,
         vectors: np.ndarray | None = None,
         relabel: Sequence[tuple[int, str]] = (),
+        conn: sqlite3.Connection | None = None,
     ) -> list[int]:
         """Insert new examples (and their embeddings under ``encoder``) in one transaction.
 
@@ -210,26 +250,29 @@ class Store:
             encoder: The key of the encoder that produced ``vectors``.
             vectors: One row per example in ``rows``, or None to embed later.
             relabel: ``(id, new label)`` changes to existing examples, in the same transaction.
+            conn: The transaction (of :meth:`transaction`) to write in; None opens one.
 
         Returns:
             The ids of the new examples, in order.
         """
+        if conn is None:
+            with self.transaction() as own:
+                return self.add_examples(rows, source, encoder, vectors, relabel, own)
         now = time.time()
         ids: list[int] = []
-        with self.transaction() as conn:
-            for text, label in rows:
-                cur = conn.execute(
-                    "INSERT INTO examples (text, label, source, created_at) VALUES (?, ?, ?, ?)",
-                    (text, label, source, now),
-                )
-                ids.append(int(cur.lastrowid or 0))
-            if vectors is not None and encoder is not None:
-                self._put_embeddings(conn, encoder, ids, vectors)
-            conn.executemany(
-                "UPDATE examples SET label = ? WHERE id = ?", [(lab, i) for i, lab in relabel]
+        for text, label in rows:
+            cur = conn.execute(
+                "INSERT INTO examples (text, label, source, created_at) VALUES (?, ?, ?, ?)",
+                (text, label, source, now),
             )
-            if ids or relabel:
-                self._bump(conn)
+            ids.append(int(cur.lastrowid or 0))
+        if vectors is not None and encoder is not None:
+            self._put_embeddings(conn, encoder, ids, vectors)
+        conn.executemany(
+            "UPDATE examples SET label = ? WHERE id = ?", [(lab, i) for i, lab in relabel]
+        )
+        if ids or relabel:
+            self._bump(conn)
         return ids
 
     def delete_example(self, example_id: int) -> None:

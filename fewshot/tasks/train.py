@@ -41,13 +41,18 @@ def training_lock(path: Path) -> Iterator[None]:
     """Hold the workspace's training lock, or raise WorkspaceError when another holds it."""
     handle = (path / LOCK_NAME).open("a")
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise WorkspaceError(
-                f"{path}: a training is already under way (see `fewshot status`); "
-                "wait for it to finish."
-            ) from err
+        deadline = time.monotonic() + 1.0  # `status` probes the lock for an instant
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(
+                        f"{path}: a training is already under way (see `fewshot status`); "
+                        "wait for it to finish."
+                    ) from err
+                time.sleep(0.05)
         yield
     finally:
         handle.close()  # closing releases the lock, also when the process is killed
@@ -55,13 +60,16 @@ def training_lock(path: Path) -> Iterator[None]:
 
 def is_training(path: Path) -> bool:
     """Whether a training of the workspace at ``path`` holds the lock now."""
-    if not (path / LOCK_NAME).exists():
+    try:  # opened for reading: this works in a read-only workspace too
+        handle = (path / LOCK_NAME).open("r")
+    except FileNotFoundError:
         return False
-    try:
-        with training_lock(path):
-            return False
-    except WorkspaceError:
-        return True
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def config_of(values: Mapping[str, Any]) -> SetFitConfig:
