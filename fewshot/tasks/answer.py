@@ -6,13 +6,14 @@
    demonstrations; a failure falls back to the retrieval answer and says so. The gate
    cannot measure an LLM without spending calls, so SetFit never takes over from it.
 3. Otherwise a serving SetFit version answers, except for labels it never saw, which
-   retrieval keeps (:func:`fewshot.policy.answer`).
+   retrieval keeps (:func:`fewshot.policy.answer`). When its files are gone or damaged,
+   retrieval answers, with ``fallback: "model vN unavailable"`` in each record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,11 @@ def serve(
     current = registry.serving()
     if current is None:
         return None
-    model = registry.load_model(current.version)
+    try:
+        model = registry.load_model(current.version)
+    except (WorkspaceError, ConfigError):  # its files are gone or damaged (see `status`)
+        unavailable = f"model v{current.version} unavailable"
+        return [replace(p, fallback=unavailable) for p in retrieval]
     near = None
     if explain:
         memory = corpus.memory_under(current.name, model.encode)
