@@ -68,7 +68,8 @@ def _load(location: str, device: str) -> Any:
     except Exception as err:  # the library raises many kinds; the user needs one message
         raise ConfigError(
             f"could not load the encoder '{location}' ({type(err).__name__}: {err}); give a "
-            "sentence-transformers model name or a local model directory."
+            "sentence-transformers model name or a local model directory (a workspace's "
+            "encoder is changed with `fewshot config model NAME_OR_PATH`)."
         ) from err
 
 

@@ -8,8 +8,8 @@ checks VALUE here, so a workspace never holds a value that fails later.
 Groups: ``retrieval`` (``k``), ``setfit`` (threshold, training recipe, gate), ``llm``
 (endpoint, model, timeout...; ``FEWSHOT_LLM_URL`` / ``FEWSHOT_LLM_MODEL`` win over the
 stored value) and ``prompt`` (demonstrations and budgets). The encoder (``model``) is chosen
-when the workspace is created and is listed, not changed, here. The API key is never a
-setting.
+when the workspace is created; ``fewshot config model NAME_OR_PATH`` points it at another
+(a moved directory, say) once that one loads. The API key is never a setting.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fewshot.backends.base import (
     URL_ENV,
     check_url,
 )
-from fewshot.embed import DEFAULT_MODEL
+from fewshot.embed import DEFAULT_MODEL, Encoder
 from fewshot.errors import ConfigError
 from fewshot.prompt import ORDERS, SELECTIONS, PromptOptions
 from fewshot.stages.retrieval import DEFAULT_K
@@ -52,6 +52,7 @@ class Setting:
     help: str
     env: str | None = None  # an environment variable that wins over the stored value
     settable: bool = True
+    note: str | None = None  # what a change does beyond the value (``fewshot config`` says it)
 
 
 def _int(low: int) -> tuple[Callable[[str], Any], Callable[[Any], bool], str]:
@@ -85,8 +86,11 @@ SETTINGS: dict[str, Setting] = {
         "retrieval",
         _text(),
         DEFAULT_MODEL,
-        "the encoder (chosen by `fewshot init --model`)",
-        settable=False,
+        "the encoder: a sentence-transformers name or a local model directory",
+        note=(
+            "The examples are embedded again under the new encoder on next use (the vectors "
+            "of the old one stay stored); SetFit versions keep their own fine-tuned encoders."
+        ),
     ),
     "k": _s("retrieval", _int(1), DEFAULT_K, "neighbours that vote (and are shown)"),
     "stage": _s(
@@ -256,6 +260,8 @@ class Settings:
                 f"--model NAME_OR_PATH`) and cannot be changed; it is {self.value(key)}."
             )
         parsed = parse(key, value, self.store.settings())
+        if key == "model":
+            parsed = _loadable_encoder(parsed)
         self.store.set_setting(key, parsed)
         return parsed
 
@@ -266,6 +272,16 @@ class Settings:
             raise ConfigError(f"setting '{key}' is chosen when the workspace is created.")
         self.store.delete_setting(key)
         return definition.default
+
+
+def _loadable_encoder(name: str) -> str:
+    """Load the encoder ``name`` (ConfigError if it does not); return it as it is stored.
+
+    A local directory is stored as its absolute path, the packaged encoder by its name.
+    """
+    encoder = Encoder(name)
+    _ = encoder.dim
+    return name if encoder.key == DEFAULT_MODEL else encoder.key
 
 
 __all__ = ["SETTINGS", "STAGES", "TRAIN_MODES", "Setting", "Settings", "Value", "parse"]

@@ -21,7 +21,7 @@ from fewshot.errors import WorkspaceError
 from fewshot.settings import SETTINGS, Settings, Value, parse
 from fewshot.stages.retrieval import Memory
 from fewshot.storage.label_log import LabelLog
-from fewshot.storage.registry import Registry
+from fewshot.storage.registry import ModelVersion, Registry
 from fewshot.storage.store import DB_NAME, Store
 from fewshot.tasks import answer
 from fewshot.tasks import train as training
@@ -202,6 +202,13 @@ class Workspace:
         values = self.settings.values()
         return training.train_now(self.corpus, self.registry, values, force, progress, callbacks)
 
+    def wait_for_training(
+        self, force: bool = False, progress: bool = False
+    ) -> TrainReport | ModelVersion | None:
+        """Wait for the training under way and return its version; else :meth:`train` now."""
+        values = self.settings.values()
+        return training.wait_then_train(self.corpus, self.registry, values, force, progress)
+
     def start_background_training(self) -> subprocess.Popen[bytes] | None:
         """Start ``fewshot train`` in a detached process (the ``Popen``), or None if one runs."""
         return training.start_background(self.path)
@@ -221,10 +228,11 @@ class Workspace:
         """
         if key is None:
             return {v.key: v.value for v in self.settings.listing()}
-        if unset:
-            return {key: self.settings.unset(key)}
-        if value is not None:
-            return {key: self.settings.set(key, value)}
+        if unset or value is not None:
+            changed = self.settings.unset(key) if unset else self.settings.set(key, str(value))
+            if key == "model":  # embeddings are made under the new encoder on next use
+                self.corpus = Corpus(self.path, self.store, Encoder(self.model))
+            return {key: changed}
         return {key: self.settings.describe(key).value}
 
     def settings_listing(self) -> list[Value]:
@@ -312,17 +320,20 @@ class Workspace:
         from fewshot.backends.base import resolve
 
         serving = self.registry.serving()
+        problem = None if serving is None else self.registry.problem(serving.version)
         llm = resolve(None, self.store.settings()) is not None
         return {
             "path": str(self.path),
             "examples": self.corpus.count(),
             "labels": self.corpus.label_counts(),
-            "stage": "llm" if llm else ("retrieval" if serving is None else "setfit"),
+            "stage": "llm" if llm else ("retrieval" if serving is None or problem else "setfit"),
             "threshold": self.min_per_label,
             "encoder": self.model,
             "model": None if serving is None else serving.version,
+            "model_problem": problem,
             "models": [m.to_dict() for m in self.registry.versions()],
             "training": training.is_training(self.path),
+            "training_progress": training.progress_of(self.path),
             "training_due": self.training_due(),
         }
 

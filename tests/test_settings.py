@@ -99,10 +99,10 @@ def test_values_out_of_range_are_refused(key: str, value: str, tmp_path: Path) -
         assert ws.store.settings() == stored
 
 
-def test_the_encoder_is_listed_but_not_changed(tickets_workspace: Workspace) -> None:
+def test_an_encoder_that_does_not_load_is_refused(tickets_workspace: Workspace) -> None:
     result = run(tickets_workspace.path, "config", "model", "other-model")
     assert result.exit_code == 1
-    assert "chosen when the workspace is created" in result.stderr
+    assert "Error: could not load the encoder 'other-model'" in result.stderr
     assert tickets_workspace.model == "sentence-transformers/all-MiniLM-L6-v2"
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fewshot.cli.render import FORMATS
+from fewshot.cli.training import add_mode, train, wait_option
 from fewshot.errors import FewshotError
 
 if TYPE_CHECKING:
@@ -90,7 +91,10 @@ def _report(result: Any, workspace: Workspace) -> None:
 
     click.echo(added_message(result, workspace.path, workspace.corpus.count()))
     if result.training == "background":
-        click.echo("SetFit training started in the background (see `fewshot status`).")
+        click.echo(
+            "SetFit training started in the background (see `fewshot status`; "
+            "`fewshot train --wait` waits for it)."
+        )
     elif result.training is not None:
         click.echo(trained_message(result.training))
 
@@ -100,9 +104,10 @@ def _report(result: Any, workspace: Workspace) -> None:
 @click.option(
     "--relabel", is_flag=True, help="Change the label of texts already labeled otherwise."
 )
+@wait_option
 @click.argument("texts", nargs=-1, required=True)
 @click.pass_context
-def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -> None:
+def add(ctx: click.Context, label: str, relabel: bool, wait: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
     from fewshot.corpus import labeled_rows
     from fewshot.dataio import clean_text, parse_lines
@@ -111,7 +116,8 @@ def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -
     clean_text(label, "label", "--label")
     rows = labeled_rows(items, label)  # checked before anything is created
     workspace = _open(ctx, create=True)
-    result = workspace.add_rows(rows, "add", relabel=relabel, progress=_progress())
+    mode = add_mode(workspace, wait)
+    result = workspace.add_rows(rows, "add", relabel=relabel, progress=_progress(), train=mode)
     _report(result, workspace)
 
 
@@ -122,9 +128,10 @@ def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -
 @click.option(
     "--relabel", is_flag=True, help="Change the label of texts already labeled otherwise."
 )
+@wait_option
 @click.pass_context
 def import_(
-    ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool
+    ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool, wait: bool
 ) -> None:
     """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
     from fewshot.corpus import file_rows
@@ -132,7 +139,8 @@ def import_(
     path = _path(file)
     rows = file_rows(path, text_field, label_field)  # read once, checked before creating
     workspace = _open(ctx, create=True)
-    result = workspace.add_rows(rows, f"import:{path.name}", relabel=relabel, progress=_progress())
+    source, mode = f"import:{path.name}", add_mode(workspace, wait)
+    result = workspace.add_rows(rows, source, relabel=relabel, progress=_progress(), train=mode)
     _report(result, workspace)
 
 
@@ -268,8 +276,10 @@ def config(ctx: click.Context, key: str | None, value: str | None, unset: bool, 
         click.echo(json.dumps([v.to_dict() for v in shown], ensure_ascii=False, indent=2))
         return
     from fewshot.cli.render import settings_lines
+    from fewshot.settings import setting
 
-    click.echo(settings_lines(shown))
+    note = setting(key).note if key is not None and (value is not None or unset) else None
+    click.echo(settings_lines(shown) + (f"\n{note}" if note else ""))
 
 
 @cli.command()
@@ -389,18 +399,7 @@ def label(
     label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
 
 
-@cli.command()
-@click.option("--force", is_flag=True, help="Train even when no new labels call for it.")
-@click.pass_context
-def train(ctx: click.Context, force: bool) -> None:
-    """Train a SetFit model now (normally automatic); it serves only if it wins the gate."""
-    from fewshot.cli.render import trained_message
-
-    report = _open(ctx).train(force=force, progress=_progress())
-    if report is None:
-        click.echo("No training is due (see `fewshot status`); --force trains anyway.")
-    else:
-        click.echo(trained_message(report))
+cli.add_command(train)
 
 
 @cli.command()

@@ -36,6 +36,17 @@ def trained_message(report: TrainReport) -> str:
     )
 
 
+def version_message(model: dict[str, Any]) -> str:
+    """Return what ``train --wait`` reports of the version a background training recorded."""
+    metrics = model.get("metrics") or {}
+    verdict = "serves now" if model["status"] == "serving" else f"is {model['status']}"
+    figures = gate_figures(metrics) or "no figures recorded"
+    return (
+        f"Trained SetFit model v{model['version']} ({metrics.get('reason', 'reason unknown')}): "
+        f"held-out accuracy {figures}; it {verdict} ({metrics.get('gate', '')})."
+    )
+
+
 def settings_lines(values: Sequence[Value]) -> str:
     """Return settings as ``key = value`` lines, with the default and source when not default."""
 
@@ -122,14 +133,24 @@ def status_table(status: dict[str, Any]) -> Any:
         f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"
         f"encoder: {status['encoder']}"
     )
+    if status.get("model_problem"):
+        summary += f"\nmodel: {status['model_problem']}; retrieval answers meanwhile"
     if status.get("training"):
-        summary += "\ntraining: under way (a SetFit model is being trained now)"
+        summary += f"\ntraining: under way ({_progress(status.get('training_progress'))})"
     elif status.get("training_due"):
         summary += f"\ntraining: due ({status['training_due']})"
     parts: list[Any] = [table]
     if status.get("models"):
         parts.append(models_table(status["models"]))
     return Group(*parts, Text(summary))
+
+
+def _progress(record: dict[str, Any] | None) -> str:
+    """Where a training is: "step 12 of 40", else its phase."""
+    record = record or {}
+    if record.get("phase") == "training" and record.get("steps"):
+        return f"step {record.get('step', 0)} of {record['steps']}"
+    return str(record.get("phase") or "starting")
 
 
 def _when(seconds: float) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fewshot.errors import ConfigError
+from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.storage.store import Store
 
 if TYPE_CHECKING:
@@ -126,9 +126,25 @@ class Registry:
         return max((m.version for m in self.versions()), default=0) + 1
 
     def available(self, version: ModelVersion) -> bool:
-        """Whether the files of ``version`` are there (its head and its encoder)."""
-        directory = self.directory / str(version.version)
-        return (directory / "head.json").is_file() and (directory / "body").is_dir()
+        """Whether the files of ``version`` are there (see :meth:`problem`)."""
+        return self.problem(version.version) is None
+
+    def problem(self, version: int) -> str | None:
+        """Why model ``version`` cannot serve (``model v1 unavailable: ...``), None if it can.
+
+        Only checks that its files are there; :meth:`load_model` finds damaged ones.
+        """
+        from fewshot.stages.setfit import BODY_DIR, HEAD_ARRAYS, HEAD_JSON
+
+        model = self.directory / str(version)
+        needed = (
+            model,
+            model / HEAD_JSON,
+            model / HEAD_ARRAYS,
+            model / BODY_DIR / "model.safetensors",
+        )
+        missing = next((path for path in needed if not path.exists()), None)
+        return None if missing is None else f"model v{version} unavailable: {missing} is missing"
 
     def load_model(self, version: int) -> SetFitModel:
         """Load model ``version`` (safetensors and JSON; nothing is unpickled)."""
@@ -174,6 +190,8 @@ class Registry:
 
         Raises:
             ConfigError: If ``version`` is not in the registry.
+            WorkspaceError: If the files of ``version`` are gone. Stepping back skips the
+                versions whose files are gone.
         """
         target = self._rollback_target(version)
         if version is None and self.serving() is None:
@@ -192,12 +210,19 @@ class Registry:
                 raise ConfigError(
                     f"no model version {version}; the versions are: {known} (see `fewshot status`)."
                 )
+            problem = self.problem(version)
+            if problem is not None:
+                raise WorkspaceError(
+                    f"{problem}; it cannot serve. Train a new version with "
+                    "`fewshot train --force`, or roll back to another (see `fewshot status`)."
+                )
             return version
         current = self.serving()
         if current is None:
             return None
         older = [m.version for m in models if m.status == RETIRED and m.version < current.version]
-        return older[-1] if older else None
+        usable = [v for v in older if self.problem(v) is None]
+        return usable[-1] if usable else None
 
 
 __all__ = ["MODELS_DIR", "REJECTED", "RETIRED", "SERVING", "ModelVersion", "Registry"]

@@ -6,7 +6,8 @@
    demonstrations; a failure falls back to the retrieval answer and says so. The gate
    cannot measure an LLM without spending calls, so SetFit never takes over from it.
 3. Otherwise a serving SetFit version answers, except for labels it never saw, which
-   retrieval keeps (:func:`fewshot.policy.answer`).
+   retrieval keeps (:func:`fewshot.policy.answer`). When its files are gone or damaged,
+   retrieval answers, with ``fallback: "model vN unavailable"`` in each record.
 
 The setting ``stage`` (or ``stage=`` here) pins who answers instead: ``retrieval``,
 ``setfit`` (the serving version; retrieval answers with ``fallback`` when none serves),
@@ -155,7 +156,11 @@ def serve(
     """
     if version is None:
         return None
-    model = registry.load_model(version)
+    try:
+        model = registry.load_model(version)
+    except (WorkspaceError, ConfigError):  # its files are gone or damaged (see `status`)
+        unavailable = f"model v{version} unavailable"
+        return [replace(p, fallback=unavailable) for p in retrieval]
     near = None
     if explain:
         memory = corpus.memory_under(f"setfit:v{version}", model.encode)

@@ -6,7 +6,13 @@ Training writes only inside the workspace: the trainer's ``output_dir`` and the 
 made in ``models/.train-*`` and the model is renamed to ``models/<version>/`` (atomic) before
 its registry row is written. An interruption (Ctrl-C, a kill) leaves the registry as it was,
 so the previous model keeps serving; leftovers are removed by the next training. A lock file
-(``training.lock``, an ``flock``) keeps two trainings of one workspace apart.
+(``training.lock``, an ``flock``) keeps two trainings of one workspace apart, and
+``training.start`` is locked by a background training's process from its start, so a
+training is seen as under way before it holds the lock (:func:`is_training`).
+
+A background training runs isolated: ``python -I`` (no ``PYTHON*`` variable, no user site,
+no current directory on the import path) in the filesystem's root, so no file of the
+workspace is ever imported or run.
 """
 
 from __future__ import annotations
@@ -28,12 +34,17 @@ from fewshot.corpus import Corpus
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.stages.finetune import Run, SetFitConfig, fresh_body
 from fewshot.stages.setfit import SetFitModel
-from fewshot.storage.registry import Registry
+from fewshot.storage.registry import ModelVersion, Registry
 from fewshot.tasks import gate
+from fewshot.tasks import progress as meter
 from fewshot.values import Example, TrainReport
 
 LOCK_NAME = "training.lock"
 LOG_NAME = "training.log"
+START_NAME = "training.start"
+WAIT_POLL_SECONDS = 0.25
+# The background process's program: the fewshot package of this process, found first.
+_CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from fewshot.cli import main; main()"
 
 
 @contextlib.contextmanager
@@ -59,17 +70,28 @@ def training_lock(path: Path) -> Iterator[None]:
 
 
 def is_training(path: Path) -> bool:
-    """Whether a training of the workspace at ``path`` holds the lock now."""
+    """Whether a training of the workspace at ``path`` is under way (or starting) now."""
+    return _held(path / LOCK_NAME) or _held(path / START_NAME)
+
+
+def _held(file: Path) -> bool:
     try:  # opened for reading: this works in a read-only workspace too
-        handle = (path / LOCK_NAME).open("r")
+        handle = file.open("r")
     except FileNotFoundError:
         return False
-    with handle:
+    with handle:  # closing releases the lock taken to test it
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
     return False
+
+
+def progress_of(path: Path) -> dict[str, Any] | None:
+    """Return the progress of the training under way (phase, step, steps...), or None."""
+    if not is_training(path):
+        return None
+    return meter.read(path) or {"phase": "starting", "step": 0, "steps": None}
 
 
 def config_of(values: Mapping[str, Any]) -> SetFitConfig:
@@ -130,15 +152,21 @@ def train_now(
         )
     directory = registry.directory
     directory.mkdir(exist_ok=True)
+    config = config_of(values)
+    steps = config.steps(sum(counts[label] for label in trained_labels))
     with training_lock(registry.path):
+        started = time.time()
+        meter.write(registry.path, "preparing", 0, steps, started)
         for stale in directory.glob(".train-*"):
             shutil.rmtree(stale, ignore_errors=True)
         workdir = Path(tempfile.mkdtemp(prefix=".train-", dir=directory))
         try:
-            run = Run(config_of(values), workdir, progress, callbacks)
+            counter = meter.step_counter(registry.path, steps, started)
+            run = Run(config, workdir, progress, [*callbacks, counter])
             return _train(corpus, registry, values, reason or "forced", trained_labels, run)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            meter.clear(registry.path)
 
 
 def _train(
@@ -154,6 +182,8 @@ def _train(
     start = time.perf_counter()
     examples = corpus.examples()
     serving = registry.serving()
+    if serving is not None and registry.problem(serving.version) is not None:
+        serving = None  # its files are gone: retrieval answers, the candidate faces it
     unseen = gate.unseen_by_serving(serving, examples)
     folds = int(values["gate_folds"])
     model, measured = gate.held_out_then_continue(
@@ -241,33 +271,82 @@ def after_add(
 
 
 def start_background(path: Path) -> subprocess.Popen[bytes] | None:
-    """Start ``python -m fewshot --store DIR train`` detached; None when one runs already.
+    """Start ``fewshot --store DIR train`` in a detached, isolated process; None if one runs.
 
-    Its output goes to ``training.log`` in the workspace; ``status`` shows ``training: true``
-    once it holds the lock.
+    The process is ``python -I`` in the filesystem's root, so nothing of the workspace is on
+    its import path; it inherits the lock of ``training.start`` and holds it while it lives,
+    so ``status`` shows the training under way from the start. Its output goes to
+    ``training.log`` in the workspace.
     """
-    if is_training(path):
+    directory = path.resolve()
+    if is_training(directory):
         return None
-    log: IO[bytes] = (path / LOG_NAME).open("ab")
-    with log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fewshot", "--store", str(path), "train"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            cwd=path,
-        )
+    start: IO[bytes] = (directory / START_NAME).open("ab")
+    with start:  # our copy is closed; the child's keeps the lock
+        try:
+            fcntl.flock(start.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        meter.write(directory, "starting", 0, None, time.time())
+        with (directory / LOG_NAME).open("ab") as log:
+            return subprocess.Popen(
+                child_command(directory),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=directory.anchor,
+                pass_fds=(start.fileno(),),
+            )
+
+
+def child_command(directory: Path) -> list[str]:
+    """Return the command line of a background training of the workspace ``directory``.
+
+    ``-I`` ignores ``PYTHON*`` variables and the user's site and puts no directory of the
+    caller on the path; the package root of this very ``fewshot`` goes first instead, so the
+    child runs the code its parent runs (installed, editable or on ``PYTHONPATH``).
+    """
+    root = Path(__file__).resolve().parents[2]
+    return [sys.executable, "-I", "-c", _CHILD, str(root), "--store", str(directory), "train"]
+
+
+def wait_then_train(
+    corpus: Corpus,
+    registry: Registry,
+    values: Mapping[str, Any],
+    force: bool = False,
+    progress: bool = False,
+) -> TrainReport | ModelVersion | None:
+    """Wait for the training under way (if any); else train now if due (``fewshot train --wait``).
+
+    Returns:
+        The version the awaited training recorded, else the report of a training now, else
+        None (nothing was due).
+    """
+    newest = registry.next_version()
+    waited = False
+    while is_training(registry.path):
+        waited = True
+        time.sleep(WAIT_POLL_SECONDS)
+    made = [m for m in registry.versions() if m.version >= newest]
+    if waited and made:
+        return made[-1]
+    return train_now(corpus, registry, values, force, progress)
 
 
 __all__ = [
     "LOCK_NAME",
     "LOG_NAME",
+    "START_NAME",
     "after_add",
+    "child_command",
     "config_of",
     "due",
     "is_training",
+    "progress_of",
     "start_background",
     "train_now",
     "training_lock",
+    "wait_then_train",
 ]
