@@ -316,26 +316,10 @@ class Workspace:
         return answer.prompt(self.corpus, values, text, int(values["k"]) if k is None else k, llm)
 
     def status(self) -> dict[str, Any]:
-        """Return the workspace's state (the ``status`` contract of the README)."""
-        from fewshot.backends.base import resolve
+        """Return the workspace's state (see :func:`fewshot.tasks.status.status`)."""
+        from fewshot.tasks.status import status
 
-        serving = self.registry.serving()
-        problem = None if serving is None else self.registry.problem(serving.version)
-        llm = resolve(None, self.store.settings()) is not None
-        return {
-            "path": str(self.path),
-            "examples": self.corpus.count(),
-            "labels": self.corpus.label_counts(),
-            "stage": "llm" if llm else ("retrieval" if serving is None or problem else "setfit"),
-            "threshold": self.min_per_label,
-            "encoder": self.model,
-            "model": None if serving is None else serving.version,
-            "model_problem": problem,
-            "models": [m.to_dict() for m in self.registry.versions()],
-            "training": training.is_training(self.path),
-            "training_progress": training.progress_of(self.path),
-            "training_due": self.training_due(),
-        }
+        return status(self.corpus, self.registry, self.settings.values())
 
     def evaluate(
         self,

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fewshot.cli.render import FORMATS
-from fewshot.cli.training import add_mode, train, wait_option
+from fewshot.cli.base import (
+    FORMATS,
+    as_path,
+    llm_options,
+    llm_settings,
+    open_workspace,
+    progress,
+    render,
+)
+from fewshot.cli.label_screen import label
+from fewshot.cli.measure import eval_
+from fewshot.cli.training import add_mode, rollback, train, wait_option
 from fewshot.errors import FewshotError
 
 if TYPE_CHECKING:
@@ -38,18 +48,6 @@ class _Group(click.Group):
                 f"cannot read or write{where}: {err.strerror or err}; check the path given to "
                 "--store (or FEWSHOT_STORE) and its permissions."
             ) from err
-
-
-def _open(ctx: click.Context, create: bool = False) -> Workspace:
-    from fewshot.workspace import Workspace
-
-    workspace = Workspace.open(ctx.obj["store"], create=create)
-    ctx.call_on_close(workspace.close)
-    return workspace
-
-
-def _progress() -> bool:
-    return sys.stderr.isatty()
 
 
 @click.group(cls=_Group)
@@ -115,9 +113,9 @@ def add(ctx: click.Context, label: str, relabel: bool, wait: bool, texts: tuple[
     items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
     clean_text(label, "label", "--label")
     rows = labeled_rows(items, label)  # checked before anything is created
-    workspace = _open(ctx, create=True)
+    workspace = open_workspace(ctx, create=True)
     mode = add_mode(workspace, wait)
-    result = workspace.add_rows(rows, "add", relabel=relabel, progress=_progress(), train=mode)
+    result = workspace.add_rows(rows, "add", relabel=relabel, progress=progress(), train=mode)
     _report(result, workspace)
 
 
@@ -136,35 +134,12 @@ def import_(
     """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
     from fewshot.corpus import file_rows
 
-    path = _path(file)
-    rows = file_rows(path, text_field, label_field)  # read once, checked before creating
-    workspace = _open(ctx, create=True)
-    source, mode = f"import:{path.name}", add_mode(workspace, wait)
-    result = workspace.add_rows(rows, source, relabel=relabel, progress=_progress(), train=mode)
+    file_path = as_path(file)
+    rows = file_rows(file_path, text_field, label_field)  # read once, checked before creating
+    workspace = open_workspace(ctx, create=True)
+    source, mode = f"import:{file_path.name}", add_mode(workspace, wait)
+    result = workspace.add_rows(rows, source, relabel=relabel, progress=progress(), train=mode)
     _report(result, workspace)
-
-
-def _path(file: str) -> Any:
-    from pathlib import Path
-
-    return Path(file)
-
-
-def _llm_options(command: Any) -> Any:
-    """Add --llm-url and --llm-model (they win over FEWSHOT_LLM_* and the workspace's)."""
-    url = click.option(
-        "--llm-url",
-        metavar="URL",
-        help="OpenAI-compatible server: base URL (http://localhost:11434/v1) or its endpoint.",
-    )
-    model = click.option("--llm-model", metavar="NAME", help="Model name on that server.")
-    return url(model(command))
-
-
-def _llm(url: str | None, model: str | None) -> Any:
-    from fewshot.backends.base import LLMSettings
-
-    return LLMSettings(url=url, model=model)
 
 
 @cli.command()
@@ -187,7 +162,7 @@ def _llm(url: str | None, model: str | None) -> Any:
 @click.option(
     "--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote (default 10)."
 )
-@_llm_options
+@llm_options
 @click.pass_context
 def classify(
     ctx: click.Context,
@@ -207,24 +182,14 @@ def classify(
     if input_file == "-":
         items += parse_lines(sys.stdin)
     elif input_file:
-        items += read_texts(_path(input_file), text_field)
+        items += read_texts(as_path(input_file), text_field)
     if not items:
         raise click.UsageError("give TEXT arguments or --input FILE (- for stdin).")
-    llm = _llm(llm_url, llm_model)
-    predictions = _open(ctx).classify(items, k=k, explain=explain, progress=_progress(), llm=llm)
-    _render([p.to_dict() for p in predictions], fmt)
-
-
-def _render(records: list[dict[str, Any]], fmt: str | None) -> None:
-    from fewshot.cli.render import predictions_table, write_records
-
-    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
-    if fmt == "table":
-        from rich.console import Console
-
-        Console().print(predictions_table(records))
-    else:
-        write_records(records, fmt, sys.stdout)
+    llm = llm_settings(llm_url, llm_model)
+    predictions = open_workspace(ctx).classify(
+        items, k=k, explain=explain, progress=progress(), llm=llm
+    )
+    render([p.to_dict() for p in predictions], fmt)
 
 
 @cli.command()
@@ -233,7 +198,7 @@ def _render(records: list[dict[str, Any]], fmt: str | None) -> None:
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--k", type=click.IntRange(min=1), default=None, help="Demonstrations (default 10).")
-@_llm_options
+@llm_options
 @click.pass_context
 def prompt(
     ctx: click.Context,
@@ -244,7 +209,7 @@ def prompt(
     llm_model: str | None,
 ) -> None:
     """Print the few-shot prompt the LLM would get for TEXT (nothing is sent)."""
-    shown = _open(ctx).prompt(text, k=k, llm=_llm(llm_url, llm_model))
+    shown = open_workspace(ctx).prompt(text, k=k, llm=llm_settings(llm_url, llm_model))
     if fmt == "json":
         click.echo(json.dumps(shown.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -267,7 +232,7 @@ def config(ctx: click.Context, key: str | None, value: str | None, unset: bool, 
     """
     if unset and (key is None or value is not None):
         raise click.UsageError("--unset takes a KEY and no VALUE.")
-    workspace = _open(ctx)
+    workspace = open_workspace(ctx)
     if key is not None:
         workspace.config(key, value, unset)
     listing = workspace.settings_listing()
@@ -289,7 +254,7 @@ def config(ctx: click.Context, key: str | None, value: str | None, unset: bool, 
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Show the examples per label, the serving stage and the models."""
-    info = _open(ctx).status()
+    info = open_workspace(ctx).status()
     if fmt == "json":
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -309,106 +274,13 @@ def export(ctx: click.Context, fmt: str) -> None:
     """Write the labeled set to stdout, losslessly (re-importable)."""
     from fewshot.dataio import write_labeled
 
-    write_labeled(_open(ctx).export_rows(), fmt, sys.stdout)
-
-
-@cli.command(name="eval")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False),
-    help="Write the confusion matrix and the reliability diagram as PNG.",
-)
-@click.option("--text-field", default="text", show_default=True)
-@click.option("--label-field", default="label", show_default=True)
-@click.option("--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote.")
-@click.option("--compare", is_flag=True, help="Score every stage side by side.")
-@_llm_options
-@click.pass_context
-def eval_(
-    ctx: click.Context,
-    file: str,
-    fmt: str,
-    plot: str | None,
-    text_field: str,
-    label_field: str,
-    k: int | None,
-    compare: bool,
-    llm_url: str | None,
-    llm_model: str | None,
-) -> None:
-    """Score the workspace on a labeled FILE: accuracy, macro-F1, ECE, per label, confusion."""
-    from rich.console import Console
-
-    from fewshot.cli.render import compare_table, eval_table
-
-    workspace, llm = _open(ctx), _llm(llm_url, llm_model)
-    if compare:
-        if plot:
-            raise click.UsageError("--plot draws one stage; leave it out with --compare.")
-        reports = [r.to_dict() for r in workspace.compare(file, text_field, label_field, k, llm)]
-        if fmt == "json":
-            click.echo(json.dumps(reports, ensure_ascii=False, indent=2))
-        else:
-            Console().print(compare_table(reports))
-        return
-    report = workspace.evaluate(file, text_field, label_field, k=k, plot=plot).to_dict()
-    if fmt == "json":
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
-        return
-    Console().print(eval_table(report))
-    if plot:
-        click.echo(f"Wrote the confusion matrix and the reliability diagram to {plot}.")
-
-
-@cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--text-field", default="text", show_default=True, help="Text column of CSV/JSONL.")
-@click.option(
-    "--order",
-    type=click.Choice(["uncertain", "diverse", "random", "file"]),
-    default="uncertain",
-    show_default=True,
-    help="Which text comes next.",
-)
-@click.option(
-    "--random-state", type=int, default=0, show_default=True, help="Seed of --order random."
-)
-@click.option("--retry-skipped", is_flag=True, help="Ask again for texts skipped earlier.")
-@click.pass_context
-def label(
-    ctx: click.Context,
-    file: str,
-    text_field: str,
-    order: str,
-    random_state: int,
-    retry_skipped: bool,
-) -> None:
-    """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
-    from fewshot.cli.label_screen import TerminalScreen, label_file
-    from fewshot.dataio import read_texts
-    from fewshot.errors import DataError
-
-    texts = read_texts(_path(file), text_field)  # read once, checked before creating
-    if not texts:
-        raise DataError(f"{file}: no texts found; expected one text per line (or rows).")
-    workspace = _open(ctx, create=True)
-    label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
+    write_labeled(open_workspace(ctx).export_rows(), fmt, sys.stdout)
 
 
 cli.add_command(train)
-
-
-@cli.command()
-@click.argument("version", type=int, required=False)
-@click.pass_context
-def rollback(ctx: click.Context, version: int | None) -> None:
-    """Serve model VERSION, or step back to the previous version (or to retrieval)."""
-    serving = _open(ctx).rollback(version)
-    click.echo("Now serving: retrieval." if serving is None else f"Now serving: v{serving}.")
+cli.add_command(rollback)
+cli.add_command(eval_)
+cli.add_command(label)
 
 
 def main() -> None:

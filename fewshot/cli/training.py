@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fewshot.cli.base import open_workspace
+
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
 
@@ -49,10 +51,8 @@ def train(ctx: click.Context, force: bool, wait: bool) -> None:
     """Train a SetFit model now (normally automatic); it serves only if it wins the gate."""
     from fewshot.cli.render import trained_message, version_message
     from fewshot.storage.registry import ModelVersion
-    from fewshot.workspace import Workspace
 
-    workspace = Workspace.open(ctx.obj["store"])
-    ctx.call_on_close(workspace.close)
+    workspace = open_workspace(ctx)
     progress = sys.stderr.isatty()
     if wait:
         report = workspace.wait_for_training(force=force, progress=progress)
@@ -66,4 +66,13 @@ def train(ctx: click.Context, force: bool, wait: bool) -> None:
         click.echo(trained_message(report))
 
 
-__all__ = ["add_mode", "train", "wait_option"]
+@click.command()
+@click.argument("version", type=int, required=False)
+@click.pass_context
+def rollback(ctx: click.Context, version: int | None) -> None:
+    """Serve model VERSION, or step back to the previous version (or to retrieval)."""
+    serving = open_workspace(ctx).rollback(version)
+    click.echo("Now serving: retrieval." if serving is None else f"Now serving: v{serving}.")
+
+
+__all__ = ["add_mode", "rollback", "train", "wait_option"]

@@ -1,0 +1,46 @@
+"""``fewshot status``: what a workspace holds, who answers, and what its training is doing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fewshot.backends.base import resolve
+from fewshot.corpus import Corpus
+from fewshot.storage.registry import Registry
+from fewshot.tasks import train
+
+
+def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the workspace's state (the ``status`` contract of the README).
+
+    ``stage`` is who answers ``classify`` now: the pinned stage (setting ``stage``), else
+    the LLM when a URL is set, else a serving SetFit version whose files are there, else
+    retrieval.
+    """
+    serving = registry.serving()
+    problem = None if serving is None else registry.problem(serving.version)
+    stored = corpus.store.settings()
+    if values["stage"] != "auto":
+        stage = str(values["stage"])
+    elif resolve(None, stored) is not None:
+        stage = "llm"
+    else:
+        stage = "retrieval" if serving is None or problem else "setfit"
+    return {
+        "path": str(corpus.path),
+        "examples": corpus.count(),
+        "labels": corpus.label_counts(),
+        "stage": stage,
+        "threshold": int(values["min_per_label"]),
+        "encoder": str(values["model"]),
+        "model": None if serving is None else serving.version,
+        "model_problem": problem,
+        "models": [m.to_dict() for m in registry.versions()],
+        "training": train.is_training(corpus.path),
+        "training_progress": train.progress_of(corpus.path),
+        "training_due": train.due(corpus, registry, values),
+    }
+
+
+__all__ = ["status"]
