@@ -87,7 +87,7 @@ def run_cap(
     pairs: int = 40,
 ) -> dict[str, Any]:
     from fewshot.embed import resolve_model
-    from fewshot.stages.setfit import SetFitConfig, fresh_body, train_model
+    from fewshot.stages.finetune import SetFitConfig, fresh_body, train_model
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:

@@ -4,7 +4,8 @@ The heavy libraries (torch, sentence-transformers, setfit, faiss) are imported l
 the functions that need them, so importing this package and ``fewshot --help`` stay light.
 """
 
-from fewshot.classifier import FewShotClassifier
+from typing import TYPE_CHECKING, Any
+
 from fewshot.errors import (
     BackendError,
     ConfigError,
@@ -16,7 +17,21 @@ from fewshot.errors import (
 from fewshot.values import Example, Neighbor, Prediction
 from fewshot.workspace import Workspace
 
+if TYPE_CHECKING:
+    from fewshot.classifier import FewShotClassifier
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # FewShotClassifier subclasses scikit-learn's estimator: import it (and sklearn) only
+    # when asked for, so `fewshot --help` stays light.
+    if name == "FewShotClassifier":
+        from fewshot.classifier import FewShotClassifier
+
+        return FewShotClassifier
+    raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
+
 
 __all__ = [
     "BackendError",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshot.dataio import check_one_label_per_text
+from fewshot.dataio import check_one_label_per_text, clean_text, read_labeled
 from fewshot.embed import Encoder
 from fewshot.errors import DataError
 from fewshot.stages.retrieval import Memory
@@ -23,6 +23,29 @@ from fewshot.values import AddResult, Example
 
 Row = tuple[str, str, str]
 """A labeled row to add: ``(text, label, where)``; ``where`` names it in errors."""
+
+
+def labeled_rows(texts: Sequence[str], labels: str | Sequence[str]) -> list[Row]:
+    """Return cleaned ``(text, label, where)`` rows for :meth:`Workspace.add_rows`.
+
+    Raises:
+        DataError: If the counts differ or a text or label is blank.
+    """
+    label_list = [labels] * len(texts) if isinstance(labels, str) else list(labels)
+    if len(label_list) != len(texts):
+        raise DataError(f"got {len(texts)} texts but {len(label_list)} labels.")
+    return [
+        (clean_text(t, "text", f"text {i}"), clean_text(lab, "label", f"text {i}"), f"text {i}")
+        for i, (t, lab) in enumerate(zip(texts, label_list), start=1)
+    ]
+
+
+def file_rows(path: Path, text_field: str = "text", label_field: str = "label") -> list[Row]:
+    """Read and check a labeled CSV / TSV / JSONL file into rows for :meth:`Workspace.add_rows`."""
+    return [
+        (text, label, f"{path}, line {line}")
+        for text, label, line in read_labeled(path, text_field, label_field)
+    ]
 
 
 class Corpus:
@@ -150,4 +173,4 @@ class Corpus:
         return Memory(index, examples, vectors, ids)
 
 
-__all__ = ["Corpus", "Row"]
+__all__ = ["Corpus", "Row", "file_rows", "labeled_rows"]

@@ -204,3 +204,41 @@ __all__ = [
     "matthews",
     "pair_ranking",
 ]
+
+
+def expected_calibration_error(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> float:
+    """Return the top-label expected calibration error over ``bins`` equal-width bins.
+
+    Each answer falls in the bin of its confidence (``(lo, hi]``, the first bin also takes
+    0); the ECE is the mean over bins of ``|accuracy - mean confidence|`` weighted by the
+    share of answers in the bin. 0 for no answers.
+    """
+    conf = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=np.float64)
+    if conf.shape != right.shape:
+        raise DataError(f"got {len(conf)} confidences but {len(right)} outcomes.")
+    if len(conf) == 0:
+        return 0.0
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(right[members].mean() - conf[members].mean())
+    return float(total)
+
+
+def reliability(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> list[tuple[float, float, int]]:
+    """Return ``(mean confidence, accuracy, count)`` of each non-empty bin (as in the ECE)."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=np.float64)
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    return [
+        (float(conf[which == b].mean()), float(right[which == b].mean()), int((which == b).sum()))
+        for b in range(bins)
+        if (which == b).any()
+    ]

@@ -79,6 +79,7 @@ def promote(
     margin: float,
     candidate_ranking: float = math.nan,
     serving_ranking: float = math.nan,
+    new_labels: Sequence[str] = (),
 ) -> Verdict:
     """Decide whether the candidate takes over (the gate), and say why.
 
@@ -94,10 +95,16 @@ def promote(
         margin: The accuracy the candidate must add (``gate_margin``).
         candidate_ranking: The candidate encoder's mean ranking of those examples.
         serving_ranking: The serving stage's encoder's.
+        new_labels: Labels the candidate learned and the serving model did not: on equal
+            accuracy the candidate serves (one model that knows every label, rather than
+            retrieval standing in for the labels the serving model lacks).
     """
     if candidate > serving + margin:
         return Verdict(True, "higher held-out accuracy")
     if margin == 0 and math.isclose(candidate, serving, abs_tol=1e-9):
+        if new_labels:
+            shown = ", ".join(f"'{label}'" for label in new_labels)
+            return Verdict(True, f"same held-out accuracy, and it knows {shown}")
         # equal rankings (a mean of a few fractions; they can differ by float rounding) keep
         if candidate_ranking > serving_ranking + 1e-9:
             return Verdict(True, "same held-out accuracy, better ranking")
@@ -105,6 +112,50 @@ def promote(
     if margin > 0:
         return Verdict(False, f"held-out accuracy not higher by more than {margin:g}")
     return Verdict(False, "lower held-out accuracy")
+
+
+CHANCE_MIN_PER_LABEL = 10
+
+
+def guard(
+    answers: Sequence[str],
+    gold: Sequence[str],
+    losses: Sequence[float],
+    trained: Sequence[str] = (),
+) -> str | None:
+    """Return why a candidate is broken whatever the held-out comparison says, or None.
+
+    The guards: the training loss was not finite, or did not fall (the mean of the last
+    quarter of the steps against the first quarter, when at least 8 steps were logged);
+    every held-out text of the labels the model learned (``trained``; all when empty) got
+    the same answer while they have two labels or more; the
+    held-out accuracy is at or below chance (one over the held-out labels), once there are
+    at least :data:`CHANCE_MIN_PER_LABEL` held-out texts per label. Below that, chance is
+    no evidence: on the benchmark's 18 support sets of 8 per label (3 held out per label),
+    9 candidates scored at or below chance on the held-out part, and 8 of them beat
+    retrieval on the test set (the 5 the gate promoted among them all did).
+
+    Args:
+        answers: The candidate's answers to the held-out texts (empty: not scored).
+        gold: Their labels.
+        losses: The training loss of each step.
+        trained: The labels the model was trained on.
+    """
+    if any(not math.isfinite(x) for x in losses):
+        return "the training loss was not finite"
+    quarter = len(losses) // 4
+    if quarter >= 2 and np.mean(losses[-quarter:]) >= np.mean(losses[:quarter]):
+        return "the training loss did not fall"
+    labels = set(gold)
+    if not answers or len(labels) < 2:
+        return None
+    own = [a for a, g in zip(answers, gold) if not trained or g in trained]
+    if len({g for g in gold if not trained or g in trained}) >= 2 and len(set(own)) == 1:
+        return f"it answered '{own[0]}' to every held-out text of its labels"
+    accuracy = float(np.mean([a == g for a, g in zip(answers, gold)]))
+    if len(gold) >= CHANCE_MIN_PER_LABEL * len(labels) and accuracy <= 1 / len(labels):
+        return f"its held-out accuracy {accuracy:.2f} is at or below chance ({1 / len(labels):.2f})"
+    return None
 
 
 def combine(
@@ -147,4 +198,4 @@ def answer(
     return answers
 
 
-__all__ = ["Verdict", "answer", "combine", "eligible", "promote", "training_due"]
+__all__ = ["Verdict", "answer", "combine", "eligible", "guard", "promote", "training_due"]

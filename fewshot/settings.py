@@ -35,6 +35,7 @@ from fewshot.stages.retrieval import DEFAULT_K
 from fewshot.storage.store import Store
 
 TRAIN_MODES = ("auto", "never", "background")
+STAGES = ("auto", "retrieval", "setfit", "llm")
 _PROMPT = PromptOptions()
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -92,6 +93,9 @@ SETTINGS: dict[str, Setting] = {
         ),
     ),
     "k": _s("retrieval", _int(1), DEFAULT_K, "neighbours that vote (and are shown)"),
+    "stage": _s(
+        "retrieval", _choice(STAGES), "auto", "who answers: auto (measured), or one pinned"
+    ),
     "min_per_label": _s("setfit", _int(1), 8, "examples per label at which SetFit trains"),
     "max_steps": _s("setfit", _int(1), 1000, "step cap of the SetFit model trained"),
     "pairs_per_example": _s("setfit", _int(2), 40, "contrastive pairs drawn per example"),
@@ -280,4 +284,4 @@ def _loadable_encoder(name: str) -> str:
     return name if encoder.key == DEFAULT_MODEL else encoder.key
 
 
-__all__ = ["SETTINGS", "TRAIN_MODES", "Setting", "Settings", "Value", "parse"]
+__all__ = ["SETTINGS", "STAGES", "TRAIN_MODES", "Setting", "Settings", "Value", "parse"]

@@ -9,15 +9,15 @@ the workspace format are described in ``docs/architecture.md``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fewshot.corpus import Corpus, Row
-from fewshot.dataio import clean_text, read_labeled
+from fewshot.backends.base import LLMSettings
+from fewshot.corpus import Corpus, Row, file_rows, labeled_rows
 from fewshot.embed import DEFAULT_MODEL, Encoder
-from fewshot.errors import DataError, WorkspaceError
+from fewshot.errors import WorkspaceError
 from fewshot.settings import SETTINGS, Settings, Value, parse
 from fewshot.stages.retrieval import Memory
 from fewshot.storage.label_log import LabelLog
@@ -41,29 +41,6 @@ STORE_ENV = "FEWSHOT_STORE"
 def resolve_store(path: str | os.PathLike[str] | None) -> Path:
     """Return the workspace directory: ``path``, else ``$FEWSHOT_STORE``, else ``./index``."""
     return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE)
-
-
-def labeled_rows(texts: Sequence[str], labels: str | Sequence[str]) -> list[Row]:
-    """Return cleaned ``(text, label, where)`` rows for :meth:`Workspace.add_rows`.
-
-    Raises:
-        DataError: If the counts differ or a text or label is blank.
-    """
-    label_list = [labels] * len(texts) if isinstance(labels, str) else list(labels)
-    if len(label_list) != len(texts):
-        raise DataError(f"got {len(texts)} texts but {len(label_list)} labels.")
-    return [
-        (clean_text(t, "text", f"text {i}"), clean_text(lab, "label", f"text {i}"), f"text {i}")
-        for i, (t, lab) in enumerate(zip(texts, label_list), start=1)
-    ]
-
-
-def file_rows(path: Path, text_field: str = "text", label_field: str = "label") -> list[Row]:
-    """Read and check a labeled CSV / TSV / JSONL file into rows for :meth:`Workspace.add_rows`."""
-    return [
-        (text, label, f"{path}, line {line}")
-        for text, label, line in read_labeled(path, text_field, label_field)
-    ]
 
 
 class Workspace:
@@ -224,12 +201,10 @@ class Workspace:
         values = self.settings.values()
         return training.train_now(self.corpus, self.registry, values, force, progress, callbacks)
 
-    def wait_for_training(
-        self, force: bool = False, progress: bool = False
-    ) -> TrainReport | ModelVersion | None:
+    def wait_for_training(self, progress: bool = False) -> TrainReport | ModelVersion | None:
         """Wait for the training under way and return its version; else :meth:`train` now."""
         values = self.settings.values()
-        return training.wait_then_train(self.corpus, self.registry, values, force, progress)
+        return training.wait_then_train(self.corpus, self.registry, values, progress=progress)
 
     def start_background_training(self) -> subprocess.Popen[bytes] | None:
         """Start ``fewshot train`` in a detached process (the ``Popen``), or None if one runs."""
@@ -251,8 +226,7 @@ class Workspace:
             return {v.key: v.value for v in self.settings.listing()}
         if unset or value is not None:
             changed = self.settings.unset(key) if unset else self.settings.set(key, str(value))
-            if key == "model":  # embeddings are made under the new encoder on next use
-                self.corpus = Corpus(self.path, self.store, Encoder(self.model))
+            self.corpus = Corpus(self.path, self.store, Encoder(self.model))  # `model` may change
             return {key: changed}
         return {key: self.settings.describe(key).value}
 
@@ -301,6 +275,7 @@ class Workspace:
         explain: bool = False,
         progress: bool = False,
         llm: answer.LLMChoice = None,
+        stage: str | None = None,
     ) -> list[Prediction]:
         """Classify ``texts``; one :class:`Prediction` each, in order.
 
@@ -312,10 +287,14 @@ class Workspace:
             llm: LLM settings that win over ``FEWSHOT_LLM_*`` and the workspace's; None uses
                 those when a URL is set; False answers without an LLM. See
                 :mod:`fewshot.tasks.answer` for who answers.
+            stage: Who answers (``auto``, ``retrieval``, ``setfit``, ``setfit:vN``, ``llm``);
+                default: the setting ``stage``.
         """
         values = self.settings.values()
         k = int(values["k"]) if k is None else k
-        return answer.classify(self.corpus, self.registry, values, texts, k, explain, progress, llm)
+        stage = str(values["stage"]) if stage is None else stage
+        ask = answer.Ask(k, explain, progress, llm, stage)
+        return answer.classify(self.corpus, self.registry, values, texts, ask)
 
     def prompt(
         self, text: str, k: int | None = None, llm: answer.LLMChoice = None
@@ -347,8 +326,7 @@ class Workspace:
             "model": None if serving is None else serving.version,
             "model_problem": problem,
             "models": [m.to_dict() for m in self.registry.versions()],
-            "training": training.is_training(self.path),
-            "training_progress": training.progress_of(self.path),
+            **training.under_way(self.path),  # training, training_progress
             "training_due": self.training_due(),
         }
 
@@ -375,6 +353,35 @@ class Workspace:
 
         return evaluate(classify, known, path, text_field, label_field, plot=plot)
 
+    def compare(
+        self,
+        path: str | os.PathLike[str],
+        text_field: str = "text",
+        label_field: str = "label",
+        k: int | None = None,
+        llm: answer.LLMChoice = None,
+    ) -> list[EvalReport]:
+        """Score every stage this workspace can run on one labeled file (``eval --compare``).
+
+        Retrieval, each SetFit version whose files are there, and the LLM when one is
+        configured, on the same texts; nothing is changed.
+        """
+        from fewshot.backends.base import resolve
+        from fewshot.tasks.evaluate import compare
+
+        _ = self.encoder.dim  # load the encoder first: throughput excludes the model load
+        names = ["retrieval"]
+        names += [m.name for m in self.registry.versions() if self.registry.available(m)]
+        given = llm if isinstance(llm, LLMSettings) else None
+        if llm is not False and resolve(given, self.store.settings()) is not None:
+            names.append("llm")
+
+        def run(stage: str) -> Callable[[list[str]], list[Prediction]]:
+            return lambda texts: self.classify(texts, k=k, llm=llm, stage=stage)
+
+        known = set(self.corpus.label_counts())
+        return compare({n: run(n) for n in names}, known, path, text_field, label_field)
+
     def export_rows(self) -> list[dict[str, Any]]:
         """Return the labeled set as rows ``{text, label, source}``, oldest first."""
         return [{"text": e.text, "label": e.label, "source": e.source} for e in self.examples()]
@@ -389,7 +396,5 @@ def _directory(path: Path) -> Path:
 __all__ = [
     "AddResult",
     "Workspace",
-    "file_rows",
-    "labeled_rows",
     "resolve_store",
 ]

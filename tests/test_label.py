@@ -280,3 +280,30 @@ def test_crossing_the_threshold_trains_in_the_background_and_a_new_model_is_anno
         question = session.current()
         assert question is None  # the three texts are decided
         assert ws.classify(["Please refund my purchase"])[0].stage == "setfit"
+
+
+def test_pipe_answers_drop_escape_sequences(
+    tickets_workspace: Workspace, store_dir: Path, inbox: Path
+) -> None:
+    tickets_workspace.close()
+    # An arrow key before a name, and a line of arrow keys alone (an empty answer: accept).
+    output = label(store_dir, inbox, "\x1b[A\x1b[Brefund\n\x1b[D\x1bOP\nq\n")
+    assert "Labeled 'refund'." in output
+    labels = labels_of(store_dir)
+    assert labels[INBOX[0]] == "refund"
+    assert INBOX[1] in labels
+    with Workspace.open(store_dir) as ws:
+        assert set(ws.status()["labels"]) == {"account", "refund", "shipping", "technical"}
+    assert parse_answer("\x1b[A\x1b[15~s\x00").kind == "skip"
+
+
+def test_label_numbers_stay_stable_within_a_session(
+    tickets_workspace: Workspace, store_dir: Path, inbox: Path
+) -> None:
+    tickets_workspace.close()
+    # 1 account, 2 refund, 3 shipping, 4 technical. "zzz" gets 5; undone, its number stays
+    # unused (5 picks nothing); "billing" gets 6, and 2 is still refund.
+    output = label(store_dir, inbox, "zzz\nu\n5\nbilling\n2\nq\n")
+    assert "no label number 5" in output
+    assert "6 billing 1" in output
+    assert labels_of(store_dir) == {INBOX[0]: "billing", INBOX[1]: "refund"}

@@ -12,7 +12,8 @@ from fewshot.errors import ConfigError
 from fewshot.metrics import pair_ranking
 from fewshot.policy import Verdict, combine, promote, training_due
 from fewshot.settings import parse as parse_setting
-from fewshot.stages.setfit import Head, SetFitConfig, sample_pairs
+from fewshot.stages.finetune import SetFitConfig, sample_pairs
+from fewshot.stages.setfit import Head
 from fewshot.storage.registry import ModelVersion
 from fewshot.tasks.gate import held_out_part
 from fewshot.values import Prediction

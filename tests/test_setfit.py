@@ -1,7 +1,14 @@
 """The SetFit stage end to end: real training on the packaged encoder with tiny step caps.
 
 One module-scoped workspace is trained automatically once (by the add that crosses the
-threshold); the tests after it use that model. Each training here is a few optimiser steps.
+threshold) and then closed: it is read-only. A test that opens, classifies, rolls back or
+trains works on its own copy of it (the ``ws`` fixture), so no test sees what another did
+and the order of the tests does not matter. Each training here is a few optimiser steps.
+
+With ``max_steps`` 2 and ``gate_folds`` 2 each phase of the gate gets one step, and the
+first step's learning rate is 0 (warm-up): the candidate the gate scores has the packaged
+encoder unchanged, so it ties with retrieval on accuracy and on ranking, and a tie keeps
+what serves. That is why version 1 of the shared workspace is rejected.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from transformers import TrainerCallback
 from fewshot.cli import cli
 from fewshot.embed import resolve_model
 from fewshot.errors import ConfigError, WorkspaceError
-from fewshot.stages.setfit import SetFitConfig, SetFitModel, fresh_body, train_model
+from fewshot.stages.finetune import SetFitConfig, fresh_body, train_model
+from fewshot.stages.setfit import SetFitModel
 from fewshot.tasks.train import training_lock
 from fewshot.workspace import Workspace
 
@@ -61,9 +69,19 @@ QUERIES = {
 PICKLES = ("*.pkl", "*.pickle", "*.joblib", "*.bin", "*.pt", "*.pth")
 
 
+def _fingerprint(root: Path) -> list[tuple[str, int, int]]:
+    """Every path under ``root`` with its size and modification time: any write changes it."""
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+    )
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A workspace whose threshold was crossed by an add (training ran with cwd elsewhere)."""
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A workspace whose threshold was crossed by an add (training ran with cwd elsewhere).
+
+    The only training of the shared workspace; it is closed afterwards and never reopened.
+    """
     root = tmp_path_factory.mktemp("setfit")
     cwd = root / "cwd"
     cwd.mkdir()
@@ -80,30 +98,61 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         crossing = ws.add(SHIPPING[7:], "shipping")  # 8th shipping example: crosses
     finally:
         os.chdir(old)
-    yield {"ws": ws, "root": root, "cwd": cwd, "before": before, "crossing": crossing}
     ws.close()
+    fingerprint = _fingerprint(root)
+    return {
+        "root": root,
+        "cwd": cwd,
+        "before": before,
+        "crossing": crossing,
+        "fingerprint": fingerprint,
+    }
+
+
+@pytest.fixture
+def trained(trained_once: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The shared trained workspace, read-only: the test fails if it wrote to it."""
+    yield trained_once
+    assert _fingerprint(trained_once["root"]) == trained_once["fingerprint"], (
+        "the shared trained workspace was changed; work on a copy (the ws fixture)"
+    )
+
+
+@pytest.fixture
+def ws(trained: dict[str, Any], tmp_path: Path) -> Iterator[Workspace]:
+    """This test's own copy of the trained workspace, open (another path than the shared one)."""
+    shutil.copytree(trained["root"] / "ws", tmp_path / "ws")
+    with Workspace.open(tmp_path / "ws") as own:
+        yield own
 
 
 def test_below_the_threshold_nothing_trains(trained: dict[str, Any]) -> None:
     assert trained["before"] == {"due": None, "models": []}
 
 
-def test_crossing_the_threshold_trains_and_records_a_version(trained: dict[str, Any]) -> None:
+def test_crossing_the_threshold_trains_and_records_a_version(
+    trained: dict[str, Any], ws: Workspace
+) -> None:
     report = trained["crossing"].training
     assert report is not None and report.version == 1
     assert report.reason == "2 labels reached 8 examples"
-    models = trained["ws"].status()["models"]
+    status = ws.status()
+    models = status["models"]
     assert [m["version"] for m in models] == [1]
     row = models[0]
     assert row["labels"] == ["billing", "shipping"]  # login (7) is below the threshold
     assert row["n_examples"] == 16
-    assert row["status"] == ("serving" if report.promoted else "rejected")
-    assert 0 <= row["metrics"]["held_out_accuracy"] <= 1
+    # The scored candidate is the packaged encoder (one step at warm-up's rate 0; see the
+    # module's docstring): it ties with retrieval, and the tie keeps retrieval serving.
+    assert row["metrics"]["phase_steps"] == [1, 1]
+    assert row["metrics"]["held_out_accuracy"] == row["metrics"]["baseline_accuracy"] == 1.0
+    assert row["metrics"]["gate"] == "same held-out accuracy, ranking not better"
+    assert (report.promoted, row["status"], status["model"]) == (False, "rejected", None)
     # gate_folds 2: half of each label's examples, login's 7 (answered by retrieval) too
     assert row["metrics"]["held_out"] == 4 + 4 + 4
     assert row["metrics"]["baseline"] == "retrieval"
     assert (trained["root"] / "ws" / "models" / "1" / "body" / "model.safetensors").is_file()
-    assert trained["ws"].training_due() is None  # the same data does not retrain
+    assert ws.training_due() is None  # the same data does not retrain
 
 
 def test_training_writes_nothing_outside_the_workspace(trained: dict[str, Any]) -> None:
@@ -117,8 +166,7 @@ def test_no_pickle_files_in_the_workspace(trained: dict[str, Any]) -> None:
     assert [p for pattern in PICKLES for p in ws_dir.rglob(pattern)] == []
 
 
-def test_rollback_to_a_version_and_back_to_retrieval(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_rollback_to_a_version_and_back_to_retrieval(ws: Workspace) -> None:
     assert ws.rollback(1) == 1
     assert (ws.status()["stage"], ws.status()["model"]) == ("setfit", 1)
     assert ws.rollback() is None  # no earlier version served: back to retrieval
@@ -129,8 +177,9 @@ def test_rollback_to_a_version_and_back_to_retrieval(trained: dict[str, Any]) ->
         ws.rollback(9)
 
 
-def test_classify_answers_from_setfit_exactly_when_status_says_so(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_classify_answers_from_setfit_exactly_when_status_says_so(ws: Workspace) -> None:
+    assert ws.status()["stage"] == "retrieval"  # v1 was rejected by the gate
+    assert [p.stage for p in ws.classify(list(QUERIES.values()))] == ["retrieval", "retrieval"]
     ws.rollback(1)
     texts = list(QUERIES.values())
     served = ws.classify(texts)
@@ -143,26 +192,22 @@ def test_classify_answers_from_setfit_exactly_when_status_says_so(trained: dict[
     assert [p.stage for p in ws.classify(texts)] == ["retrieval", "retrieval"]
 
 
-def test_a_configured_llm_answers_even_while_a_model_serves(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_a_configured_llm_answers_even_while_a_model_serves(ws: Workspace) -> None:
     ws.rollback(1)
     query = QUERIES["billing"]
     with ChatServer() as server:
         server.respond(lambda request: Reply("shipping"))  # not SetFit's answer: proves the LLM
         ws.config("llm_url", server.url)
-        try:
-            assert ws.status()["stage"] == "llm"
-            answer = ws.classify([query])[0]
-        finally:
-            ws.config("llm_url", unset=True)
+        assert ws.status()["stage"] == "llm"
+        answer = ws.classify([query])[0]
+        ws.config("llm_url", unset=True)
     assert (answer.label, answer.stage) == ("shipping", "llm")
     assert len(server.chats) == 1
     assert ws.status()["stage"] == "setfit"
     assert ws.classify([query])[0].stage == "setfit"
 
 
-def test_a_label_the_model_never_saw_is_still_predicted(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_a_label_the_model_never_saw_is_still_predicted(ws: Workspace) -> None:
     ws.rollback(1)
     ws.add(["My shoes are the wrong size, can I swap them"], "returns", train="never")
     ws.add(["I want to exchange this jacket for a bigger size"], "returns", train="never")
@@ -174,8 +219,7 @@ def test_a_label_the_model_never_saw_is_still_predicted(trained: dict[str, Any])
     assert ws.classify([QUERIES["billing"]])[0].stage == "setfit"
 
 
-def test_explain_shows_neighbours_from_the_fine_tuned_encoder(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_explain_shows_neighbours_from_the_fine_tuned_encoder(ws: Workspace) -> None:
     ws.rollback(1)
     [answer] = ws.classify([BILLING[0]], explain=True, k=3)
     assert answer.neighbors is not None and len(answer.neighbors) == 3
@@ -185,18 +229,18 @@ def test_explain_shows_neighbours_from_the_fine_tuned_encoder(trained: dict[str,
     assert len(ids) == ws.store.count()
 
 
-def test_reopened_workspace_gives_the_same_answers(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_reopened_workspace_gives_the_same_answers(ws: Workspace, tmp_path: Path) -> None:
     ws.rollback(1)
     texts = list(QUERIES.values())
     first = [p.to_dict() for p in ws.classify(texts)]
-    copy = trained["root"] / "copy"
-    shutil.copytree(trained["root"] / "ws", copy)  # another path: the model loads anew
-    try:
-        with Workspace.open(copy) as again:
-            assert [p.to_dict() for p in again.classify(texts)] == first
-    finally:
-        shutil.rmtree(copy)
+    assert [(p["label"], p["stage"]) for p in first] == [
+        ("billing", "setfit"),
+        ("shipping", "setfit"),
+    ]
+    copy = tmp_path / "copy"
+    shutil.copytree(ws.path, copy)  # another path: the model loads anew
+    with Workspace.open(copy) as again:
+        assert [p.to_dict() for p in again.classify(texts)] == first
 
 
 class _Interrupt(TrainerCallback):  # type: ignore[misc]
@@ -204,17 +248,14 @@ class _Interrupt(TrainerCallback):  # type: ignore[misc]
         raise KeyboardInterrupt
 
 
-def test_ctrl_c_during_training_leaves_the_previous_model_serving(
-    trained: dict[str, Any],
-) -> None:
-    ws = trained["ws"]
+def test_ctrl_c_during_training_leaves_the_previous_model_serving(ws: Workspace) -> None:
     ws.rollback(1)
     before = ws.status()["models"]
     with pytest.raises(KeyboardInterrupt):
         ws.train(force=True, callbacks=[_Interrupt()])
     status = ws.status()
     assert (status["model"], status["models"], status["training"]) == (1, before, False)
-    assert sorted(p.name for p in (trained["root"] / "ws" / "models").iterdir()) == ["1"]
+    assert sorted(p.name for p in (ws.path / "models").iterdir()) == ["1"]
     assert ws.classify([QUERIES["shipping"]])[0].stage == "setfit"
 
 
@@ -229,27 +270,22 @@ class _Steps(TrainerCallback):  # type: ignore[misc]
 
 
 def test_the_gate_trains_no_model_of_its_own_the_kept_one_continues_its_training(
-    trained: dict[str, Any],
+    ws: Workspace,
 ) -> None:
-    ws = trained["ws"]
     ws.rollback(1)
     ws.config("max_steps", "5")
     steps = _Steps()
-    try:
-        report = ws.train(force=True, callbacks=[steps])
-    finally:
-        ws.config("max_steps", "2")
-        ws.rollback(1)
+    report = ws.train(force=True, callbacks=[steps])
     assert report is not None
     # Two phases of one encoder (on the rest, then on the held-out part), 5 steps in all:
     # the budget of a single training; the gate's own models would add runs and steps.
     assert steps.max_steps == report.metrics["phase_steps"]
-    assert len(steps.max_steps) == 2 and min(steps.max_steps) >= 1
+    # the first phase trains on the 8 of 16 billing/shipping examples not held out: round(2.5)
+    assert steps.max_steps == [2, 3]
     assert sum(steps.max_steps) == report.metrics["steps"] == 5
 
 
-def test_a_running_training_is_shown_and_not_doubled(trained: dict[str, Any]) -> None:
-    ws = trained["ws"]
+def test_a_running_training_is_shown_and_not_doubled(ws: Workspace) -> None:
     with training_lock(ws.path):
         assert ws.status()["training"] is True
         table = CliRunner().invoke(cli, ["--store", str(ws.path), "status"]).output
@@ -260,25 +296,29 @@ def test_a_running_training_is_shown_and_not_doubled(trained: dict[str, Any]) ->
     assert ws.status()["training"] is False
 
 
-def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
-    trained: dict[str, Any],
-) -> None:
-    ws = trained["ws"]
+def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(ws: Workspace) -> None:
     ws.rollback(1)
     ws.config("learning_rate", "5")  # an absurd rate: the encoder collapses
     ws.config("max_steps", "4")  # the first step's rate is 0 (warm-up): two in each phase
-    try:
-        worse = ws.train(force=True)
-    finally:
-        ws.config("learning_rate", unset=True)
-        ws.config("max_steps", "2")
-    assert worse.promoted is False
-    assert worse.metrics["baseline"] == "setfit:v1" or worse.metrics["baseline"] == "retrieval"
-    assert worse.metrics["held_out_accuracy"] < worse.metrics["retrieval_held_out_accuracy"]
+    worse = ws.train(force=True)
+    ws.config("learning_rate", unset=True)
+    ws.config("max_steps", "2")
+    assert (worse.version, worse.promoted) == (2, False)
+    # v1 saw every example, so it cannot be scored: the gate compares with retrieval
+    assert (worse.metrics["serving"], worse.metrics["baseline"]) == ("setfit:v1", "retrieval")
+    # The collapsed encoder maps every text alike, so its head answers one label: the 4
+    # held-out billing texts right, the 4 shipping ones wrong, login's 4 (retrieval) right.
+    assert worse.metrics["held_out_accuracy"] == pytest.approx(8 / 12)
+    assert worse.metrics["retrieval_held_out_accuracy"] == 1.0
     assert worse.metrics["held_out_ranking"] < worse.metrics["retrieval_held_out_ranking"]
+    # a guard keeps it out whatever the comparison says: one answer for two labels' texts
+    assert worse.metrics["guard"] == "it answered 'billing' to every held-out text of its labels"
+    assert worse.metrics["gate"] == f"kept out by a guard: {worse.metrics['guard']}"
     assert ws.status()["model"] == 1
     # Serve the collapsed model, label a few new texts, and a sane candidate must win.
     ws.rollback(worse.version)
+    collapsed = ws.classify(list(QUERIES.values()))
+    assert [(p.label, p.stage) for p in collapsed] == [("billing", "setfit")] * 2
     ws.add(
         ["The refund never reached my card", "My bank statement shows a double charge"],
         "billing",
@@ -296,27 +336,26 @@ def test_the_gate_keeps_a_collapsed_model_out_and_lets_a_better_one_in(
     (orphan / "junk").write_text("x")
     better = ws.train(force=True)
     assert not leftover.exists()
-    assert better.version == worse.version + 1
+    assert better.version == 3
     assert not (orphan / "junk").exists() and (orphan / "head.json").is_file()
-    assert better.metrics["baseline"] == f"setfit:v{worse.version}"
+    assert better.metrics["baseline"] == "setfit:v2"
+    # v2 is scored on the 4 new texts (it never saw them): one label for all, 2 of 4 right;
+    # the candidate's scored encoder is the packaged one (one step, at rate 0): all 4 right
     assert better.metrics["compared_on"] == 4
+    assert (better.metrics["accuracy_compared"], better.metrics["baseline_accuracy"]) == (1.0, 0.5)
     # the collapsed encoder, serving, is graded by the same ranking of the same examples:
     # far below the packaged encoder's (about 0.9 here), which a mix-up would have measured
     assert better.metrics["ranking_compared"] > better.metrics["baseline_ranking"]
     assert better.metrics["baseline_ranking"] < better.metrics["retrieval_held_out_ranking"] - 0.1
     assert better.metrics["gate"] == "higher held-out accuracy"
     assert better.promoted is True
-    assert ws.status()["model"] == better.version
+    assert ws.status()["model"] == 3
     statuses = {m["version"]: m["status"] for m in ws.status()["models"]}
-    assert statuses[worse.version] == "retired" and statuses[better.version] == "serving"
+    assert statuses == {1: "retired", 2: "retired", 3: "serving"}
     # the table shows what the gate compared: the serving version on the 4 texts it never saw
     table = CliRunner().invoke(cli, ["--store", str(ws.path), "status"], env={"COLUMNS": "200"})
-    row = next(line for line in table.output.splitlines() if f" v{better.version} " in line)
-    figures = better.metrics
-    assert (
-        f"{figures['accuracy_compared']:.2f} vs {figures['baseline_accuracy']:.2f} "
-        f"setfit:v{worse.version}, on 4"
-    ) in row
+    row = next(line for line in table.output.splitlines() if " v3 " in line)
+    assert "1.00 vs 0.50 setfit:v2, on 4" in row
 
 
 def test_a_tie_on_held_out_accuracy_goes_to_the_encoder_that_ranks_better(
@@ -340,33 +379,43 @@ def test_a_tie_on_held_out_accuracy_goes_to_the_encoder_that_ranks_better(
     assert report.promoted is True
 
 
-def test_a_serving_model_not_measurable_keeps_serving_on_a_tie(tmp_path: Path) -> None:
+def test_a_candidate_that_knows_a_new_label_is_measured_on_it_and_serves(
+    tmp_path: Path,
+) -> None:
     ws = Workspace.create(tmp_path / "ws", min_per_label=8)
     for key, value in (("max_steps", "2"), ("gate_folds", "2")):
         ws.config(key, value)
     ws.add(BILLING, "billing", train="never")
     ws.add(SHIPPING, "shipping", train="never")
     first = ws.train(force=True)
-    ws.rollback(first.version)  # serve v1 whatever its gate said
-    # login reaches the threshold: a new label, so none of the held-out examples is one v1
-    # could be scored on (it never learned login; billing and shipping it has seen).
+    assert (first.version, first.promoted) == (1, False)  # a tie with retrieval (docstring)
+    ws.rollback(1)  # serve v1 whatever its gate said
+    ws.config("max_steps", "3")
+    ws.config("learning_rate", "1e-4")
+    # login reaches the threshold: v1 never learned it, so its held-out login texts are ones
+    # v1 never saw; the serving rule (v1, retrieval for login) is scored on them.
     result = ws.add([*LOGIN, "My account password expired"], "login", train="auto")
+    status = ws.status()
     ws.close()
     report = result.training
     assert report is not None and report.reason == "label 'login' reached the threshold"
     metrics = report.metrics
-    assert (metrics["baseline"], metrics["serving"]) == ("retrieval", f"setfit:v{first.version}")
-    # retrieval's accuracy stands in for v1's, but not the packaged encoder's ranking: no
-    # ranking of v1 was measured, so a tie must keep v1 serving.
-    assert metrics["baseline_ranking"] is None and metrics["ranking_compared"] is not None
-    assert metrics["gate"] != "same held-out accuracy, better ranking"
-    assert report.promoted is (metrics["accuracy_compared"] > metrics["baseline_accuracy"])
+    assert (metrics["baseline"], metrics["serving"]) == ("setfit:v1", "setfit:v1")
+    assert metrics["compared_on"] == 4  # the 4 held-out login texts (gate_folds 2 of 8)
+    # Easy texts: retrieval answers login surely, so v1's rule and the candidate are both
+    # right on all 4; on that tie the model that knows login serves.
+    assert (metrics["accuracy_compared"], metrics["baseline_accuracy"]) == (1.0, 1.0)
+    assert metrics["gate"] == "same held-out accuracy, and it knows 'login'"
+    assert report.promoted is True
+    assert status["model"] == 2
+    assert [m["status"] for m in status["models"]] == ["retired", "serving"]
 
 
-def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
+def test_cli_train_rollback_and_status(ws: Workspace) -> None:
     import json
 
-    store = str(trained["root"] / "ws")
+    ws.close()  # the CLI opens the workspace itself
+    store = str(ws.path)
     runner = CliRunner()
     result = runner.invoke(cli, ["--store", store, "train"])
     assert result.exit_code == 0, result.output
@@ -375,32 +424,35 @@ def test_cli_train_rollback_and_status(trained: dict[str, Any]) -> None:
     assert (result.exit_code, result.output) == (0, "Now serving: v1.\n")
     status = json.loads(runner.invoke(cli, ["--store", store, "status", "--format", "json"]).output)
     assert (status["stage"], status["model"]) == ("setfit", 1)
-    assert [m["version"] for m in status["models"]] == sorted(
-        m["version"] for m in status["models"]
-    )
+    assert [(m["version"], m["status"]) for m in status["models"]] == [(1, "serving")]
     assert {"version", "metrics", "status", "created_at", "n_examples"} <= set(status["models"][0])
     table = runner.invoke(cli, ["--store", store, "status"], env={"COLUMNS": "200"}).output
     assert "model: v1" in table
-    for m in status["models"]:
-        row = next(line for line in table.splitlines() if f" v{m['version']} " in line)
-        figures = m["metrics"]
-        compared = (
-            f"{figures['accuracy_compared']:.2f} vs {figures['baseline_accuracy']:.2f} "
-            f"{figures['baseline']}, on {figures['compared_on']}"
-        )
-        assert f"│ {m['status']} " in row and compared in row
+    # v1's gate: a tie with retrieval on all 12 held-out texts (the module's docstring)
+    row = next(line for line in table.splitlines() if " v1 " in line)
+    assert "│ serving " in row and "1.00 vs 1.00 retrieval, on 12" in row
     result = runner.invoke(cli, ["--store", store, "rollback", "99"])
     assert result.exit_code == 1 and "Error: no model version 99" in result.output
     result = runner.invoke(cli, ["--store", store, "config", "min_per_label", "zero"])
     assert result.exit_code == 1
     assert "expected an integer >= 1, got 'zero'" in result.output
+    # No accuracy beats retrieval's (1.0 here) by more than 0.99: the candidate is kept out.
+    result = runner.invoke(cli, ["--store", store, "config", "gate_margin", "0.99"])
+    assert (result.exit_code, result.output) == (
+        0,
+        "gate_margin = 0.99  (workspace; default 0.0)\n",
+    )
     result = runner.invoke(cli, ["--store", store, "train", "--force"])
     assert result.exit_code == 0, result.output
-    assert "Trained SetFit model v" in result.output and "held-out accuracy" in result.output
+    assert result.output == (
+        "Trained SetFit model v2 (forced): held-out accuracy 1.000 vs retrieval 1.000; "
+        "kept out; setfit:v1 still serves (held-out accuracy not higher by more than 0.99).\n"
+    )
     status = json.loads(runner.invoke(cli, ["--store", store, "status", "--format", "json"]).output)
-    newest = status["models"][-1]
-    verdict = "serves now" if newest["status"] == "serving" else "still serves"
-    assert f"{verdict} ({newest['metrics']['gate']}).\n" in result.output
+    assert [(m["version"], m["status"]) for m in status["models"]] == [
+        (1, "serving"),
+        (2, "rejected"),
+    ]
 
 
 def test_a_saved_model_loads_with_the_same_predictions(tmp_path: Path) -> None:

@@ -109,8 +109,8 @@ def _report(result: Any, workspace: Workspace) -> None:
 @click.pass_context
 def add(ctx: click.Context, label: str, relabel: bool, wait: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
+    from fewshot.corpus import labeled_rows
     from fewshot.dataio import clean_text, parse_lines
-    from fewshot.workspace import labeled_rows
 
     items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
     clean_text(label, "label", "--label")
@@ -134,7 +134,7 @@ def import_(
     ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool, wait: bool
 ) -> None:
     """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
-    from fewshot.workspace import file_rows
+    from fewshot.corpus import file_rows
 
     path = _path(file)
     rows = file_rows(path, text_field, label_field)  # read once, checked before creating
@@ -317,10 +317,16 @@ def export(ctx: click.Context, fmt: str) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as PNG.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write the confusion matrix and the reliability diagram as PNG.",
+)
 @click.option("--text-field", default="text", show_default=True)
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote.")
+@click.option("--compare", is_flag=True, help="Score every stage side by side.")
+@_llm_options
 @click.pass_context
 def eval_(
     ctx: click.Context,
@@ -330,19 +336,32 @@ def eval_(
     text_field: str,
     label_field: str,
     k: int | None,
+    compare: bool,
+    llm_url: str | None,
+    llm_model: str | None,
 ) -> None:
-    """Score the workspace on a labeled FILE: accuracy, macro-F1, per label, confusion."""
-    report = _open(ctx).evaluate(file, text_field, label_field, k=k, plot=plot).to_dict()
+    """Score the workspace on a labeled FILE: accuracy, macro-F1, ECE, per label, confusion."""
+    from rich.console import Console
+
+    from fewshot.cli.render import compare_table, eval_table
+
+    workspace, llm = _open(ctx), _llm(llm_url, llm_model)
+    if compare:
+        if plot:
+            raise click.UsageError("--plot draws one stage; leave it out with --compare.")
+        reports = [r.to_dict() for r in workspace.compare(file, text_field, label_field, k, llm)]
+        if fmt == "json":
+            click.echo(json.dumps(reports, ensure_ascii=False, indent=2))
+        else:
+            Console().print(compare_table(reports))
+        return
+    report = workspace.evaluate(file, text_field, label_field, k=k, plot=plot).to_dict()
     if fmt == "json":
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
-    from rich.console import Console
-
-    from fewshot.cli.render import eval_table
-
     Console().print(eval_table(report))
     if plot:
-        click.echo(f"Wrote the confusion matrix to {plot}.")
+        click.echo(f"Wrote the confusion matrix and the reliability diagram to {plot}.")
 
 
 @cli.command()

@@ -1,9 +1,12 @@
 """The screen and driver of ``fewshot label``: :func:`label_file`, drawn with rich.
 
-On a terminal the commands are single keys (Enter, ``s``, ``u``, ``q``, ``?``, and a digit
-when there are at most 9 labels); any other key starts a line (a label name, or a number
-with two digits) finished with Enter. When stdin is not a terminal, every answer is one
-line, so a session can be scripted exactly as a person drives it.
+Every answer is one line finished with Enter, on a terminal as in a pipe, so a typed name is
+never taken for a command (``shipping`` does not skip) and a session can be scripted exactly
+as a person drives it. On a terminal the line is read with the line editor of Python's
+``readline`` module where it exists (GNU readline or libedit): the arrow keys move in the
+line and recall earlier answers, Tab completes a label name, and a paste is typed as it is
+(its newline answers). Whatever escape sequences reach an answer are dropped
+(:func:`fewshot.tasks.label.without_keys`), so no key ever becomes part of a label.
 """
 
 from __future__ import annotations
@@ -14,14 +17,24 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from fewshot.active import DEFAULT_ORDER
 from fewshot.cli.render import cut
-from fewshot.tasks.label import LabelSession, Progress, Question, Reply, parse_answer
+from fewshot.tasks.label import (
+    LabelSession,
+    Progress,
+    Question,
+    Reply,
+    parse_answer,
+    without_keys,
+)
 
 if TYPE_CHECKING:
     from fewshot.workspace import Workspace
 
 _SHOWN_NEIGHBORS = 3
 _MAX_TEXT = 1500
-_KEYS = "[Enter] accept · [1-N] pick · [name] label · [s]kip · [u]ndo · [q]uit · [?] help"
+_KEYS = (
+    "then Enter: nothing accept · a number pick · a name label (Tab completes) · "
+    "s skip · u undo · q quit · ? help"
+)
 
 
 def _threshold_note(count: int, threshold: int) -> str:
@@ -39,7 +52,7 @@ def labels_line(question: Question) -> Any:
     items = [
         f"[bold]{number}[/] {escape(label)} {counts.get(label, 0)} "
         f"{_threshold_note(counts.get(label, 0), threshold)}"
-        for number, label in enumerate(question.labels, start=1)
+        for number, label in question.listed()
     ]
     return Columns(items, padding=(0, 3)) if items else "[dim]no labels yet: type a name[/]"
 
@@ -78,32 +91,35 @@ def question_view(question: Question) -> Any:
 
 
 class TerminalScreen:
-    """Draws questions with rich and reads answers: single keys on a terminal, else lines.
+    """Draws questions with rich and reads one answer a line, with a line editor on a terminal.
 
     Args:
         stdin: Where answers come from (default ``sys.stdin``).
         console: A rich Console (default: one on stdout).
-        single_keys: Read single keys (default: when ``stdin`` is a terminal).
+        line_editor: Read with ``input()`` and readline (default: when ``stdin`` is the
+            process's standard input and a terminal).
     """
 
     def __init__(
-        self, stdin: IO[str] | None = None, console: Any = None, single_keys: bool | None = None
+        self, stdin: IO[str] | None = None, console: Any = None, line_editor: bool | None = None
     ) -> None:
         from rich.console import Console
 
         self.stdin = stdin if stdin is not None else sys.stdin
         self.console = console if console is not None else Console(highlight=False)
-        self.single_keys = self.stdin.isatty() if single_keys is None else single_keys
+        if line_editor is None:
+            line_editor = self.stdin is sys.stdin and self.stdin.isatty()
+        self.line_editor = line_editor
 
     def ask(self, question: Question) -> str | None:
         """Show ``question``; return the answer, or None at the end of the input."""
         self.console.print(question_view(question))
-        return self._read(len(question.labels))
+        return self._read(tuple(label for _, label in question.listed()))
 
-    def _read(self, n_labels: int) -> str | None:
+    def _read(self, names: tuple[str, ...]) -> str | None:
+        if self.line_editor:
+            return _edited_line(names)
         self.console.print("> ", end="")
-        if self.single_keys:
-            return self._key(n_labels)
         try:
             line = self.stdin.readline()
         except KeyboardInterrupt:
@@ -111,31 +127,9 @@ class TerminalScreen:
         if not line:
             self.console.print()
             return None
-        answer = line.rstrip("\r\n")
+        answer = without_keys(line.rstrip("\r\n"))
         self.console.print(answer, markup=False)
         return answer
-
-    def _key(self, n_labels: int) -> str | None:
-        import click
-
-        try:
-            key = click.getchar()
-        except (KeyboardInterrupt, EOFError):
-            return "q"
-        if key in ("\r", "\n"):
-            self.console.print()
-            return ""
-        if key == "\x04":  # Ctrl-D
-            return None
-        if key.lower() in "suq?" or (key.isdigit() and key != "0" and n_labels <= 9):
-            self.console.print(key, markup=False)
-            return key
-        # Any other key starts a typed answer (a label name, or a longer number).
-        self.console.print(key, end="", markup=False)
-        try:
-            return key + input()
-        except (KeyboardInterrupt, EOFError):
-            return "q"
 
     def ask_done(self) -> str | None:
         """Say that every text is decided; return the answer (``u`` undoes) or None."""
@@ -143,7 +137,7 @@ class TerminalScreen:
             "Every text of the file is decided: [bold]u[/] undoes the last decision, "
             "any other answer ends the session."
         )
-        return self._read(0)
+        return self._read(())
 
     def tell(self, reply: Reply) -> None:
         """Show the outcome of an answer."""
@@ -168,6 +162,42 @@ class TerminalScreen:
             self.console.print(
                 "Every text is decided; --retry-skipped asks the skipped ones again."
             )
+
+
+def _edited_line(names: tuple[str, ...]) -> str | None:
+    """Read one line on the terminal, Tab completing ``names``; None at Ctrl-D, q at Ctrl-C."""
+    _complete_with(names)
+    try:
+        line = input("> ")
+    except KeyboardInterrupt:
+        print()
+        return "q"
+    except EOFError:
+        print()
+        return None
+    return without_keys(line)
+
+
+def _complete_with(names: tuple[str, ...]) -> None:
+    """Make Tab complete ``names`` (whole answers, any case) where readline exists."""
+    try:
+        import readline
+    except ImportError:  # no readline (Windows): the console's own line editing
+        return
+
+    def complete(text: str, state: int) -> str | None:
+        matches = [name for name in names if name.lower().startswith(text.lower())]
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer_delims("")  # a label may hold spaces: complete the whole line
+    readline.set_completer(complete)
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+    else:
+        readline.parse_and_bind("tab: complete")
+        readline.parse_and_bind("set completion-ignore-case on")
+        # A paste is typed as it is: its newline answers, as when the name is typed.
+        readline.parse_and_bind("set enable-bracketed-paste off")
 
 
 class Screen(Protocol):

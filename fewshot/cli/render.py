@@ -225,7 +225,7 @@ def eval_table(report: dict[str, Any]) -> Any:
     stages = ", ".join(f"{name} {count}" for name, count in report["stages"].items())
     lines = [
         f"{report['path']}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
-        f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}",
+        f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}  ECE={report['ece']:.3f}",
         f"answered by: {stages}  ·  {report['texts_per_second']:.1f} texts/s",
     ]
     if report["unknown_labels"]:
@@ -237,3 +237,21 @@ def eval_table(report: dict[str, Any]) -> Any:
             f"accuracy on the {known['n']} rows with known labels: {known_acc}"
         )
     return Group(Text("\n".join(lines)), scores, matrix)
+
+
+def compare_table(reports: Sequence[dict[str, Any]]) -> Any:
+    """Return ``eval --compare`` for people: one row per stage, the same texts for each."""
+    from rich.table import Table
+    from rich.text import Text
+
+    first = reports[0]
+    table = Table(title=Text(f"{first['path']}: {first['n']} texts, every stage"))
+    table.add_column("stage")
+    for name in ("accuracy", "macro-F1", "ECE", "texts/s", "LLM calls"):
+        table.add_column(name, justify="right")
+    for r in reports:
+        table.add_row(
+            Text(r["stage"]), f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}", f"{r['ece']:.3f}",
+            f"{r['texts_per_second']:.1f}", str(r["llm_calls"]),
+        )  # fmt: skip
+    return table

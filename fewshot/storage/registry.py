@@ -142,6 +142,10 @@ class Registry:
         missing = next((path for path in needed if not path.exists()), None)
         return None if missing is None else f"model v{version} unavailable: {missing} is missing"
 
+    def available(self, version: ModelVersion) -> bool:
+        """Whether the files of ``version`` are there (see :meth:`problem`)."""
+        return self.problem(version.version) is None
+
     def load_model(self, version: int) -> SetFitModel:
         """Load model ``version`` (safetensors and JSON; nothing is unpickled)."""
         from fewshot.stages.setfit import SetFitModel

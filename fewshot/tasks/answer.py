@@ -8,6 +8,11 @@
 3. Otherwise a serving SetFit version answers, except for labels it never saw, which
    retrieval keeps (:func:`fewshot.policy.answer`). When its files are gone or damaged,
    retrieval answers, with ``fallback: "model vN unavailable"`` in each record.
+
+The setting ``stage`` (or ``stage=`` here) pins who answers instead: ``retrieval``,
+``setfit`` (the serving version; retrieval answers with ``fallback`` when none serves),
+``setfit:vN`` (that version, serving or not: ``eval --compare``) or ``llm`` (an error when
+no LLM is configured). ``auto`` is the rule above.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from fewshot.backends.base import LLMSettings
 from fewshot.corpus import Corpus
 from fewshot.dataio import clean_text
 from fewshot.errors import ConfigError, WorkspaceError
+from fewshot.settings import STAGES
 from fewshot.stages.llm import PromptPreview, configured, preview
 from fewshot.stages.retrieval import RetrievalStage, Vote
 from fewshot.storage.registry import Registry
@@ -59,27 +65,71 @@ def retrieve(
     return Retrieved(stage, vectors, stage.predict(texts, vectors, explain=explain))
 
 
+@dataclass(frozen=True)
+class Ask:
+    """How texts are to be answered.
+
+    Attributes:
+        k: Neighbours that vote (and are shown).
+        explain: Attach the evidence (neighbours, or the demonstrations sent).
+        progress: Show progress bars.
+        llm: Explicit LLM settings, None for the configured ones, False for none.
+        stage: Who answers (see the module docstring).
+    """
+
+    k: int
+    explain: bool = False
+    progress: bool = False
+    llm: LLMChoice = None
+    stage: str = "auto"
+
+
 def classify(
     corpus: Corpus,
     registry: Registry,
     values: Mapping[str, Any],
     texts: Sequence[str],
-    k: int,
-    explain: bool = False,
-    progress: bool = False,
-    llm: LLMChoice = None,
+    ask: Ask,
 ) -> list[Prediction]:
-    """Classify ``texts``; one :class:`Prediction` each, in order (see the module docstring)."""
+    """Classify ``texts``; one :class:`Prediction` each, in order (see the module docstring).
+
+    Raises:
+        ConfigError: If ``k`` < 1, the stage is unknown, or ``llm`` is pinned with no LLM.
+    """
+    k, explain, progress, llm, stage = ask.k, ask.explain, ask.progress, ask.llm, ask.stage
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}.")
     cleaned = [clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, start=1)]
     found = retrieve(corpus, cleaned, k, explain, progress)
-    llm_stage = configured(found.stage.memory, values, llm, k)
-    if llm_stage is not None:
-        return llm_stage.predict(found.vectors, found.predictions, explain, progress)
+    if stage == "retrieval":
+        return found.predictions
+    if stage in ("auto", "llm"):
+        llm_stage = configured(found.stage.memory, values, llm, k)
+        if llm_stage is not None:
+            return llm_stage.predict(found.vectors, found.predictions, explain, progress)
+        if stage == "llm":
+            raise ConfigError(
+                "stage is llm but no LLM URL is set; pass --llm-url, set FEWSHOT_LLM_URL or "
+                "`fewshot config llm_url URL` (or `fewshot config stage auto`)."
+            )
+    version = _version(registry, stage)
     confidence = float(values["new_label_confidence"])
-    served = serve(corpus, registry, cleaned, found.predictions, k, confidence, explain)
+    served = serve(corpus, registry, cleaned, found.predictions, k, confidence, explain, version)
+    if served is None and stage != "auto":
+        return [replace(p, fallback="no SetFit model serves") for p in found.predictions]
     return found.predictions if served is None else served
+
+
+def _version(registry: Registry, stage: str) -> int | None:
+    """Return the SetFit version ``stage`` names (``setfit:v2``), the serving one, or None."""
+    if stage.startswith("setfit:v") and stage[8:].isdigit():
+        return int(stage[8:])
+    if stage not in ("auto", "setfit"):
+        raise ConfigError(
+            f"stage: expected one of {', '.join(STAGES)} or setfit:vN, found '{stage}'."
+        )
+    current = registry.serving()
+    return None if current is None else current.version
 
 
 def serve(
@@ -90,8 +140,9 @@ def serve(
     k: int,
     confidence: float,
     explain: bool = False,
+    version: int | None = None,
 ) -> list[Prediction] | None:
-    """Answer ``texts`` with the serving SetFit model, or return None when none serves.
+    """Answer ``texts`` with SetFit model ``version``, or return None when it is None.
 
     Args:
         corpus: The labeled set (evidence under the fine-tuned encoder, with ``explain``).
@@ -101,18 +152,18 @@ def serve(
         k: Neighbours shown as evidence with ``explain``.
         confidence: Retrieval confidence that answers a label the model never saw.
         explain: Attach the nearest labeled examples under the fine-tuned encoder.
+        version: The version that answers (the serving one, as :func:`classify` finds it).
     """
-    current = registry.serving()
-    if current is None:
+    if version is None:
         return None
     try:
-        model = registry.load_model(current.version)
+        model = registry.load_model(version)
     except (WorkspaceError, ConfigError):  # its files are gone or damaged (see `status`)
-        unavailable = f"model v{current.version} unavailable"
+        unavailable = f"model v{version} unavailable"
         return [replace(p, fallback=unavailable) for p in retrieval]
     near = None
     if explain:
-        memory = corpus.memory_under(current.name, model.encode)
+        memory = corpus.memory_under(f"setfit:v{version}", model.encode)
         near = memory.neighbors(model.encode(texts), k)
     return policy.answer(
         model.classes, model.predict_proba(texts), texts, retrieval, confidence, near
@@ -130,4 +181,4 @@ def prompt(
     return preview(found.stage.memory, found.vectors, found.predictions[0], values, llm, k)
 
 
-__all__ = ["LLMChoice", "Retrieved", "classify", "prompt", "retrieve", "serve"]
+__all__ = ["Ask", "LLMChoice", "Retrieved", "classify", "prompt", "retrieve", "serve"]

@@ -14,14 +14,20 @@ import io
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fewshot.dataio import read_labeled
 from fewshot.errors import ConfigError, MissingExtraError
-from fewshot.metrics import Confusion, Metrics, evaluate_labels
+from fewshot.metrics import (
+    Confusion,
+    Metrics,
+    evaluate_labels,
+    expected_calibration_error,
+    reliability,
+)
 from fewshot.storage.files import atomic_write_bytes
 from fewshot.values import Prediction
 
@@ -40,6 +46,10 @@ class EvalReport:
         known_n: Rows whose label the workspace knows.
         known_accuracy: Accuracy over those rows (None when there are none).
         seconds: Wall time of the classification.
+        ece: Expected calibration error of the answers' confidences (top label, 10 bins).
+        reliability: ``(mean confidence, accuracy, count)`` per non-empty bin.
+        stage: The stage asked to answer (``auto``: the workspace's rule).
+        llm_calls: Requests sent to an LLM.
     """
 
     path: str
@@ -49,6 +59,10 @@ class EvalReport:
     known_n: int
     known_accuracy: float | None
     seconds: float
+    ece: float = 0.0
+    reliability: tuple[tuple[float, float, int], ...] = ()
+    stage: str = "auto"
+    llm_calls: int = 0
 
     @property
     def texts_per_second(self) -> float:
@@ -67,6 +81,9 @@ class EvalReport:
             "stages": dict(self.stages),
             "unknown_labels": dict(self.unknown_labels),
             "known": {"n": self.known_n, "accuracy": self.known_accuracy},
+            "ece": self.ece,
+            "stage": self.stage,
+            "llm_calls": self.llm_calls,
             "seconds": round(self.seconds, 4),
             "texts_per_second": round(self.texts_per_second, 2),
         }
@@ -88,12 +105,28 @@ def evaluate(
         path: A labeled CSV / TSV / JSONL file.
         text_field: The text column.
         label_field: The label column.
-        plot: If given, write a PNG picture of the confusion matrix there.
+        plot: If given, write a PNG of the confusion matrix and the reliability diagram.
 
     Raises:
         DataError: For an unreadable or malformed file (nothing is classified then).
         MissingExtraError: If ``plot`` is given and matplotlib is not installed.
         ConfigError: If ``plot``'s folder does not exist.
+    """
+    return compare({"auto": classify}, known, path, text_field, label_field, plot)[0]
+
+
+def compare(
+    stages: Mapping[str, Classify],
+    known: Collection[str],
+    path: str | os.PathLike[str],
+    text_field: str = "text",
+    label_field: str = "label",
+    plot: str | os.PathLike[str] | None = None,
+) -> list[EvalReport]:
+    """Score each of ``stages`` (name -> classify) on the same labeled file, in order.
+
+    The file is read and checked once, before anything is classified; ``plot`` draws the
+    first stage's report. See :func:`evaluate` for the rest.
     """
     file = Path(path)
     rows = read_labeled(file, text_field, label_field)
@@ -101,24 +134,44 @@ def evaluate(
         _check_plot_target(Path(plot))
     texts = [text for text, _, _ in rows]
     truth = [label for _, label, _ in rows]
+    reports = [score(name, run, texts, truth, known, str(file)) for name, run in stages.items()]
+    if plot is not None:
+        plot_report(reports[0], Path(plot), title=file.name)
+    return reports
+
+
+def score(
+    stage: str,
+    classify: Classify,
+    texts: list[str],
+    truth: list[str],
+    known: Collection[str],
+    path: str,
+) -> EvalReport:
+    """Classify ``texts`` with ``classify`` and score the answers against ``truth``."""
     start = time.perf_counter()
     predictions = classify(texts)
     seconds = time.perf_counter() - start
     predicted = [p.label for p in predictions]
     unknown = Counter(label for label in truth if label not in known)
     pairs = [(t, p) for t, p in zip(truth, predicted) if t in known]
-    report = EvalReport(
-        path=str(file),
+    confidences = [p.confidence for p in predictions]
+    correct = [t == p for t, p in zip(truth, predicted)]
+    return EvalReport(
+        path=path,
         metrics=evaluate_labels(truth, predicted),
         stages=dict(sorted(Counter(p.stage for p in predictions).items())),
         unknown_labels=dict(sorted(unknown.items())),
         known_n=len(pairs),
         known_accuracy=sum(t == p for t, p in pairs) / len(pairs) if pairs else None,
         seconds=seconds,
+        ece=expected_calibration_error(confidences, correct),
+        reliability=tuple(reliability(confidences, correct)),
+        stage=stage,
+        llm_calls=sum(p.stage == "llm" or p.fallback is not None for p in predictions)
+        if stage in ("llm", "auto")
+        else 0,
     )
-    if plot is not None:
-        plot_confusion(report.metrics.confusion, Path(plot), title=f"{file.name}")
-    return report
 
 
 def _pyplot() -> Any:
@@ -145,28 +198,21 @@ def _check_plot_target(path: Path) -> None:
         raise ConfigError(f"{path}: expected a PNG file name for --plot, found a directory.")
 
 
-def plot_confusion(confusion: Confusion, path: Path, title: str = "") -> Path:
-    """Write ``confusion`` as a PNG heat map with counts (row = true, column = predicted).
+def plot_report(report: EvalReport, path: Path, title: str = "") -> Path:
+    """Write a PNG: the confusion matrix beside the reliability diagram.
+
+    The matrix has a row per true label and a column per predicted one; the diagram shows
+    accuracy against confidence per bin, with the ECE in its title.
 
     Raises:
         MissingExtraError: If matplotlib is not installed (``pip install 'fewshot[plot]'``).
     """
     plt = _pyplot()
-    matrix = confusion.array()
-    size = max(4.0, 0.6 * len(confusion.labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    size = max(4.0, 0.6 * len(report.metrics.confusion.labels) + 2.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(size + 4.5, size), dpi=100)
     try:
-        ax.imshow(matrix, cmap="Blues")
-        ticks = range(len(confusion.labels))
-        ax.set_xticks(ticks, confusion.labels, rotation=45, ha="right")
-        ax.set_yticks(ticks, confusion.labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"confusion matrix {title}".strip())
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for (i, j), count in _cells(matrix):
-            color = "white" if count > threshold else "black"
-            ax.text(j, i, str(count), ha="center", va="center", color=color)
+        _draw_confusion(left, report.metrics.confusion, title)
+        _draw_reliability(right, report.reliability, report.ece)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
@@ -176,10 +222,40 @@ def plot_confusion(confusion: Confusion, path: Path, title: str = "") -> Path:
     return path
 
 
+def _draw_confusion(ax: Any, confusion: Confusion, title: str) -> None:
+    matrix = confusion.array()
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(confusion.labels))
+    ax.set_xticks(ticks, confusion.labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, confusion.labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix {title}".strip())
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in _cells(matrix):
+        color = "white" if count > threshold else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=color)
+
+
+def _draw_reliability(ax: Any, bins: Sequence[tuple[float, float, int]], ece: float) -> None:
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    if bins:
+        confidence, accuracy, _ = zip(*bins)
+        ax.plot(confidence, accuracy, marker="o", label="answers")
+        for x, y, n in bins:
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+
+
 def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
     return [
         ((i, j), int(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(matrix.shape[1])
     ]
 
 
-__all__ = ["EvalReport", "evaluate", "plot_confusion"]
+__all__ = ["EvalReport", "compare", "evaluate", "plot_report", "score"]

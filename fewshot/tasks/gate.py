@@ -31,16 +31,9 @@ import numpy as np
 
 from fewshot import policy
 from fewshot.metrics import pair_ranking
+from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, with_head
 from fewshot.stages.retrieval import Memory, RetrievalStage
-from fewshot.stages.setfit import (
-    Head,
-    Run,
-    SetFitConfig,
-    SetFitModel,
-    encode_body,
-    fine_tune,
-    with_head,
-)
+from fewshot.stages.setfit import Head, SetFitModel, encode_body
 from fewshot.storage.registry import ModelVersion
 from fewshot.values import Example, GateFigures, Prediction
 
@@ -76,6 +69,9 @@ class Gate:
     candidate_ranking: np.ndarray  # per held-out example: pair_ranking against the rest
     retrieval_ranking: np.ndarray  # the same under the encoder retrieval uses
     steps: list[int]  # optimiser steps of each training phase
+    answers: tuple[str, ...] = ()  # the candidate's answers (none when it was not scored)
+    retrieval_answers: tuple[Prediction, ...] = ()  # retrieval's (on the rest), per held-out
+    losses: tuple[float, ...] = ()  # the training loss of each step, both phases
 
 
 @dataclass(frozen=True)
@@ -146,17 +142,17 @@ def held_out_then_continue(
     ranking = np.full(len(test), np.nan)
     torch.manual_seed(config.random_state)
     fit_rest = [i for i in split.fit if not split.held[i]]
+    losses: list[float] = []
     if split.first > 0:
-        fine_tune(
-            body, [texts[i] for i in fit_rest], [labels[i] for i in fit_rest], run, split.first
-        )
+        rest_texts, rest_fit_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
+        fine_tune(body, rest_texts, rest_fit_labels, run, split.first, losses=losses)
         answers, ranking = _candidate_on(
             body, examples, rest, test, trained_labels, by_retrieval, confidence, config
         )
     fit_texts, fit_labels = [texts[i] for i in split.fit], [labels[i] for i in split.fit]
     position = {i: k for k, i in enumerate(split.fit)}
     anchors = [position[i] for i in split.fit if split.held[i]] if split.first > 0 else None
-    fine_tune(body, fit_texts, fit_labels, run, split.second, anchors)
+    fine_tune(body, fit_texts, fit_labels, run, split.second, anchors, losses)
     gate = Gate(
         held_out=test,
         rest=rest,
@@ -165,6 +161,9 @@ def held_out_then_continue(
         candidate_ranking=ranking,
         retrieval_ranking=pair_ranking(vectors[test], gold, vectors[rest], rest_labels),
         steps=[split.first, split.second] if split.first > 0 else [split.second],
+        answers=tuple(a.label for a in answers) if split.first > 0 else (),
+        retrieval_answers=tuple(by_retrieval),
+        losses=tuple(losses),
     )
     return with_head(body, fit_texts, fit_labels, config.random_state), gate
 
@@ -211,10 +210,16 @@ def _candidate_on(
 
 
 def unseen_by_serving(serving: ModelVersion | None, examples: list[Example]) -> set[int]:
-    """Ids of the examples the serving model never saw, of labels it knows (none if none serves)."""
+    """Ids of the examples the serving model never saw (none when none serves).
+
+    Those added after it trained, and every example of a label it did not learn: the
+    serving rule answers those by retrieval, and is measured on them like the candidate.
+    """
     if serving is None:
         return set()
-    return {e.id for e in examples if e.id > serving.max_example_id and e.label in serving.labels}
+    return {
+        e.id for e in examples if e.id > serving.max_example_id or e.label not in serving.labels
+    }
 
 
 def serving_figure(
@@ -224,16 +229,20 @@ def serving_figure(
     serving: ModelVersion | None,
     load_model: Callable[[int], SetFitModel],
     minimum: int,
+    confidence: float,
 ) -> GateFigures:
     """Accuracy of the serving stage and of the candidate on the same held-out examples.
 
     A serving SetFit version is scored on the held-out examples it never saw, when there are
-    at least ``minimum`` of them; otherwise the candidate is compared with retrieval's
-    accuracy, and a tie keeps the serving version (no ranking of it was measured).
+    at least ``minimum`` of them, by the serving rule (the version, and retrieval for the
+    labels it never learned, at ``confidence``); otherwise the candidate is compared with
+    retrieval's accuracy, and a tie keeps the serving version (no ranking of it was
+    measured).
     """
     mine = [k for k, i in enumerate(gate.held_out) if examples[i].id in unseen]
     if serving is not None and len(mine) >= minimum:
-        return _against_version(examples, gate, mine, serving, load_model(serving.version))
+        model = load_model(serving.version)
+        return _against_version(examples, gate, mine, serving, model, confidence)
     return GateFigures(
         serving="retrieval" if serving is None else serving.name,
         baseline="retrieval",
@@ -251,12 +260,17 @@ def _against_version(
     mine: list[int],
     serving: ModelVersion,
     model: SetFitModel,
+    confidence: float,
 ) -> GateFigures:
-    """Score the serving ``model`` on the held-out examples it never saw (``mine``)."""
+    """Score the serving rule on the held-out examples its model never saw (``mine``)."""
     chosen = [examples[gate.held_out[k]] for k in mine]
-    vectors = model.encode([e.text for e in chosen])
-    proba = model.head.predict_proba(vectors)
-    right = np.asarray(model.classes)[proba.argmax(axis=1)] == [e.label for e in chosen]
+    texts = [e.text for e in chosen]
+    vectors = model.encode(texts)
+    fallback = [gate.retrieval_answers[k] for k in mine]
+    answers = policy.answer(
+        model.classes, model.head.predict_proba(vectors), texts, fallback, confidence
+    )
+    right = np.asarray([a.label == e.label for a, e in zip(answers, chosen)])
     rest = [examples[i] for i in gate.rest]
     ranking = pair_ranking(
         vectors, [e.label for e in chosen], model.encode([e.text for e in rest]),
@@ -279,8 +293,11 @@ def mean_defined(values: np.ndarray) -> float | None:
     return float(defined.mean()) if len(defined) else None
 
 
-def verdict(figures: GateFigures, margin: float) -> policy.Verdict:
-    """Return the gate's decision on the figures of :func:`serving_figure`."""
+def verdict(figures: GateFigures, margin: float, new_labels: Sequence[str] = ()) -> policy.Verdict:
+    """Return the gate's decision on the figures of :func:`serving_figure`.
+
+    ``new_labels`` are the labels the candidate learned and the serving model did not.
+    """
 
     def number(value: float | None) -> float:
         return math.nan if value is None else value
@@ -291,6 +308,7 @@ def verdict(figures: GateFigures, margin: float) -> policy.Verdict:
         margin,
         number(figures.ranking_compared),
         number(figures.baseline_ranking),
+        new_labels,
     )
 
 

@@ -21,14 +21,17 @@ serving model says so. The order's label scores come from the retrieval stage ov
 file's precomputed vectors (cheap for thousands of texts); the suggestion shown comes from
 the session's ``classify`` (the workspace's), so it is the serving stage's.
 
-Answers (:func:`parse_answer`): Enter accepts the suggestion; a number picks that label of
-the numbered list (it never becomes a label); ``s`` skips; ``u`` undoes; ``q`` quits; ``?``
-shows help; anything else is a label name (new labels allowed; ``=NAME`` takes NAME
-literally, e.g. ``=s`` for a label called "s" or ``=3`` for one called "3").
+Answers (:func:`parse_answer`), one line each: an empty one accepts the suggestion; a number
+picks that label of the numbered list (it never becomes a label); ``s`` skips; ``u`` undoes;
+``q`` quits; ``?`` shows help; anything else is a label name (new labels allowed; ``=NAME``
+takes NAME literally, e.g. ``=s`` for a label called "s" or ``=3`` for one called "3").
+Escape sequences (arrow keys...) and control characters are dropped from an answer first.
+Numbers are stable in a session: by name at its start, then each new label the next one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,14 +50,25 @@ from fewshot.tasks.train import is_training
 from fewshot.values import AddResult, Prediction
 
 HELP = (
+    "Every answer is a line finished with Enter:\n"
     "Enter  accept the suggested label\n"
     "1..N   pick that label from the numbered list\n"
     "NAME   assign the label NAME (a new label is fine; =NAME takes NAME literally)\n"
     "s      skip this text (not asked again unless --retry-skipped)\n"
     "u      undo the previous decision (repeatedly; the text is asked again)\n"
     "q      quit (every answer is already saved; run again to resume)\n"
-    "?      this help"
+    "?      this help\n"
+    "On a terminal, Tab completes a label name and Up recalls an earlier answer."
 )
+
+# CSI and SS3 sequences (arrow, function and editing keys), other ESC pairs, then any C0/C1
+# control character left (a lone ESC, NUL, a tab...).
+_KEY_SEQUENCE = re.compile(r"(\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1bO.|\x1b[ -~]|[\x00-\x1f\x7f-\x9f]")
+
+
+def without_keys(raw: str) -> str:
+    """Return ``raw`` without escape sequences (arrow keys...) and control characters."""
+    return _KEY_SEQUENCE.sub("", raw)
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ class Answer:
 
 def parse_answer(raw: str) -> Answer:
     """Turn what the user typed into an :class:`Answer` (see the module docstring)."""
-    text = raw.strip()
+    text = without_keys(raw).strip()
     commands = {"": "accept", "s": "skip", "u": "undo", "q": "quit", "?": "help"}
     if text.lower() in commands:
         return Answer(commands[text.lower()])
@@ -113,6 +127,11 @@ class Question:
     suggestion: Prediction | None
     labels: tuple[str, ...]
     progress: Progress
+
+    def listed(self) -> list[tuple[int, str]]:
+        """Return ``(number, label)`` of the labels that have examples, by number."""
+        counts = self.progress.counts
+        return [(n, label) for n, label in enumerate(self.labels, start=1) if label in counts]
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,7 @@ class LabelSession:
             dict.fromkeys(clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, 1))
         )
         self._position = {t: i for i, t in enumerate(self.texts)}
+        self._numbered: list[str] = []  # the labels by their number - 1, for the session
         self._state = self._load_state(retry_skipped)
         vectors = self.corpus.encoder.encode(self.texts, progress=progress)
         self.pool = Pool(vectors.reshape(len(self.texts), -1), order, random_state)
@@ -208,8 +228,13 @@ class LabelSession:
         self.pool.reset_cover(vectors.reshape(-1, self.pool.vectors.shape[1]))
 
     def labels(self) -> tuple[str, ...]:
-        """Return the workspace's labels in the order they are numbered (by name, from 1)."""
-        return tuple(self.corpus.label_counts())
+        """Return the labels by number (from 1): by name at the start, then appended as added.
+
+        A label left with no example keeps its number unused (:meth:`Question.listed`).
+        """
+        known = set(self._numbered)
+        self._numbered += [label for label in self.corpus.label_counts() if label not in known]
+        return tuple(self._numbered)
 
     def progress(self) -> Progress:
         """Return the session's progress."""
@@ -246,7 +271,7 @@ class LabelSession:
         if len(candidates) == 0:
             return None
         scores = None
-        if self.pool.needs_scores and len(self.labels()) >= 2:
+        if self.pool.needs_scores and len(self.corpus.label_counts()) >= 2:
             k = int(self.desk.settings.value("k"))
             stage = RetrievalStage(self.corpus.memory(), Vote(k=k))
             scores, _ = stage.scores(self.pool.vectors[candidates])
@@ -288,14 +313,17 @@ class LabelSession:
             return question.suggestion.label
         if parsed.kind == "pick":
             number = int(parsed.value)
-            if not 1 <= number <= len(question.labels):
+            listed = dict(question.listed())
+            if number not in listed:
+                numbers = ", ".join(map(str, listed)) or "none yet"
                 raise DataError(
-                    f"no label number {number}: pick 1..{len(question.labels)}, or type a "
+                    f"no label number {number}: the numbers are {numbers}; or type a "
                     f"name (=NAME for a label that is a number)."
                 )
-            return question.labels[number - 1]
+            return listed[number]
         label = clean_text(parsed.value, "label", "your answer")
-        same = [known for known in question.labels if known.lower() == label.lower()]
+        present = [known for _, known in question.listed()]
+        same = [known for known in present if known.lower() == label.lower()]
         # "Refund" for an existing "refund" is a typo, not a new label (=Refund forces it).
         return same[0] if len(same) == 1 and parsed.kind == "label" else label
 
@@ -365,4 +393,5 @@ __all__ = [
     "Question",
     "Reply",
     "parse_answer",
+    "without_keys",
 ]

@@ -32,7 +32,8 @@ from typing import IO, Any
 from fewshot import policy
 from fewshot.corpus import Corpus
 from fewshot.errors import ConfigError, WorkspaceError
-from fewshot.stages.setfit import Run, SetFitConfig, SetFitModel, fresh_body
+from fewshot.stages.finetune import Run, SetFitConfig, fresh_body
+from fewshot.stages.setfit import SetFitModel
 from fewshot.storage.registry import ModelVersion, Registry
 from fewshot.tasks import gate
 from fewshot.tasks import progress as meter
@@ -79,6 +80,11 @@ def _held(file: Path) -> bool:
         except BlockingIOError:
             return True
         return False
+
+
+def under_way(path: Path) -> dict[str, Any]:
+    """Return ``status``'s ``training`` (a bool) and ``training_progress`` (see below)."""
+    return {"training": is_training(path), "training_progress": progress_of(path)}
 
 
 def progress_of(path: Path) -> dict[str, Any] | None:
@@ -190,8 +196,16 @@ def _train(
         float(values["new_label_confidence"]),
         run,
     )
-    figures = gate.serving_figure(examples, measured, unseen, serving, registry.load_model, folds)
-    verdict = gate.verdict(figures, float(values["gate_margin"]))
+    confidence = float(values["new_label_confidence"])
+    figures = gate.serving_figure(
+        examples, measured, unseen, serving, registry.load_model, folds, confidence
+    )
+    gold = [examples[i].label for i in measured.held_out]
+    guard = policy.guard(measured.answers, gold, measured.losses, trained_labels)
+    new = [] if serving is None else [x for x in trained_labels if x not in serving.labels]
+    verdict = gate.verdict(figures, float(values["gate_margin"]), new)
+    if guard is not None:
+        verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
     _save(model, registry, version, run.workdir)
     metrics = {
@@ -202,6 +216,9 @@ def _train(
         "held_out": len(measured.held_out),
         **figures.to_dict(),
         "gate": verdict.reason,
+        "guard": guard,
+        "loss_first": measured.losses[0] if measured.losses else None,
+        "loss_last": measured.losses[-1] if measured.losses else None,
         **_recipe(run.config, folds, measured.steps),
         "train_seconds": round(time.perf_counter() - start, 3),
         "max_example_id": max(e.id for e in examples),
@@ -331,5 +348,6 @@ __all__ = [
     "start_background",
     "train_now",
     "training_lock",
+    "under_way",
     "wait_then_train",
 ]

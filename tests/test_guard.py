@@ -1,0 +1,54 @@
+"""The gate's failure guards keep a broken candidate out whatever the comparison says."""
+
+from __future__ import annotations
+
+import math
+
+from fewshot.policy import CHANCE_MIN_PER_LABEL, guard
+
+
+def test_a_loss_that_is_not_finite_fires() -> None:
+    assert guard([], [], [0.3, math.nan, 0.2]) == "the training loss was not finite"
+    assert guard([], [], [0.3, math.inf]) == "the training loss was not finite"
+
+
+def test_a_loss_that_does_not_fall_fires_once_enough_steps_were_logged() -> None:
+    rising = [0.20, 0.21, 0.22, 0.23, 0.24, 0.25, 0.26, 0.27]
+    assert guard([], [], rising) == "the training loss did not fall"
+    assert guard([], [], rising[::-1]) is None
+    assert guard([], [], rising[:7]) is None  # 7 steps: too few to judge a trend
+
+
+def test_one_answer_for_texts_of_two_labels_fires() -> None:
+    gold = ["billing", "billing", "shipping", "shipping", "login"]
+    answers = ["billing", "billing", "billing", "billing", "login"]  # login: retrieval's
+    reason = "it answered 'billing' to every held-out text of its labels"
+    assert guard(answers, gold, [], trained=["billing", "shipping"]) == reason
+    right = ["billing", "billing", "shipping", "shipping", "login"]
+    assert guard(right, gold, [], trained=["billing", "shipping"]) is None
+    assert guard(["a", "a"], ["a", "a"], []) is None  # one label held out: no evidence
+
+
+def test_chance_fires_only_with_enough_held_out_texts() -> None:
+    gold = ["a", "b"] * CHANCE_MIN_PER_LABEL
+    coin = ["a", "a"] * CHANCE_MIN_PER_LABEL  # a wrong on every b: 50%, at chance
+    half = ["a"] * CHANCE_MIN_PER_LABEL + ["b"] * CHANCE_MIN_PER_LABEL  # also 50%, two answers
+    assert guard(half, gold, []) == "its held-out accuracy 0.50 is at or below chance (0.50)"
+    assert guard(coin, gold, []) is not None  # fired as one answer before chance
+    good = ["a", "b"] * CHANCE_MIN_PER_LABEL
+    assert guard(good, gold, []) is None
+    few = guard(["a", "a", "b"], ["a", "b", "a"], [])  # 1 of 3 right, 3 texts: no evidence
+    assert few is None
+
+
+def test_a_tie_goes_to_the_candidate_that_knows_more_labels() -> None:
+    from fewshot.policy import promote
+
+    known = promote(0.75, 0.75, 0.0, 0.5, 0.9, new_labels=["login"])
+    assert (known.promoted, known.reason) == (True, "same held-out accuracy, and it knows 'login'")
+    plain = promote(0.75, 0.75, 0.0, 0.5, 0.9)
+    assert (plain.promoted, plain.reason) == (False, "same held-out accuracy, ranking not better")
+    worse = promote(0.5, 0.75, 0.0, 0.9, 0.5, new_labels=["login"])
+    assert (worse.promoted, worse.reason) == (False, "lower held-out accuracy")
+    margin = promote(0.75, 0.75, 0.05, new_labels=["login"])
+    assert margin.promoted is False  # a margin asks for more accuracy, coverage or not
