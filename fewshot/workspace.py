@@ -202,12 +202,10 @@ class Workspace:
         values = self.settings.values()
         return training.train_now(self.corpus, self.registry, values, force, progress, callbacks)
 
-    def wait_for_training(
-        self, force: bool = False, progress: bool = False
-    ) -> TrainReport | ModelVersion | None:
+    def wait_for_training(self, progress: bool = False) -> TrainReport | ModelVersion | None:
         """Wait for the training under way and return its version; else :meth:`train` now."""
         values = self.settings.values()
-        return training.wait_then_train(self.corpus, self.registry, values, force, progress)
+        return training.wait_then_train(self.corpus, self.registry, values, progress=progress)
 
     def start_background_training(self) -> subprocess.Popen[bytes] | None:
         """Start ``fewshot train`` in a detached process (the ``Popen``), or None if one runs."""
@@ -230,8 +228,7 @@ class Workspace:
             return {v.key: v.value for v in self.settings.listing()}
         if unset or value is not None:
             changed = self.settings.unset(key) if unset else self.settings.set(key, str(value))
-            if key == "model":  # embeddings are made under the new encoder on next use
-                self.corpus = Corpus(self.path, self.store, Encoder(self.model))
+            self.corpus = Corpus(self.path, self.store, Encoder(self.model))  # `model` may change
             return {key: changed}
         return {key: self.settings.describe(key).value}
 

@@ -54,8 +54,10 @@ def train(ctx: click.Context, force: bool, wait: bool) -> None:
 
     workspace = open_workspace(ctx)
     progress = sys.stderr.isatty()
+    if wait and force:
+        raise click.UsageError("--force trains now, --wait waits for a training: give one.")
     if wait:
-        report = workspace.wait_for_training(force=force, progress=progress)
+        report = workspace.wait_for_training(progress=progress)
     else:
         report = workspace.train(force=force, progress=progress)
     if report is None:

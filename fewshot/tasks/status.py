@@ -37,8 +37,7 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
         "model": None if serving is None else serving.version,
         "model_problem": problem,
         "models": [m.to_dict() for m in registry.versions()],
-        "training": train.is_training(corpus.path),
-        "training_progress": train.progress_of(corpus.path),
+        **train.under_way(corpus.path),  # training, training_progress
         "training_due": train.due(corpus, registry, values),
     }
 

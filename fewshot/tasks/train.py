@@ -87,6 +87,11 @@ def _held(file: Path) -> bool:
     return False
 
 
+def under_way(path: Path) -> dict[str, Any]:
+    """Return ``status``'s ``training`` (a bool) and ``training_progress`` (see below)."""
+    return {"training": is_training(path), "training_progress": progress_of(path)}
+
+
 def progress_of(path: Path) -> dict[str, Any] | None:
     """Return the progress of the training under way (phase, step, steps...), or None."""
     if not is_training(path):
@@ -348,5 +353,6 @@ __all__ = [
     "start_background",
     "train_now",
     "training_lock",
+    "under_way",
     "wait_then_train",
 ]
