@@ -93,6 +93,12 @@ SETTINGS: dict[str, Setting] = {
         ),
     ),
     "k": _s("retrieval", _int(1), DEFAULT_K, "neighbours that vote (and are shown)"),
+    "calibration": _s(
+        "retrieval",
+        _choice(("auto", "off")),
+        "auto",
+        "retrieval's confidence: auto fits it on the labeled set, off leaves the vote's",
+    ),
     "stage": _s(
         "retrieval", _choice(STAGES), "auto", "who answers: auto (measured), or one pinned"
     ),

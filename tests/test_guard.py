@@ -52,3 +52,36 @@ def test_a_tie_goes_to_the_candidate_that_knows_more_labels() -> None:
     assert (worse.promoted, worse.reason) == (False, "lower held-out accuracy")
     margin = promote(0.75, 0.75, 0.05, new_labels=["login"])
     assert margin.promoted is False  # a margin asks for more accuracy, coverage or not
+
+
+def test_temperature_scaling_softens_overconfident_scores_and_keeps_the_answer() -> None:
+    import numpy as np
+
+    from fewshot.calibration import fit_temperature, rescale, shrunk
+
+    # 100 answers at 0.99, 70 right: over-confident; the fitted temperature softens them
+    proba = np.tile([0.99, 0.01], (100, 1))
+    truth = np.array([0] * 70 + [1] * 30)
+    temperature = fit_temperature(proba, truth)
+    assert temperature > 1.5
+    softened = rescale(proba, temperature)
+    assert abs(softened[0, 0] - 0.7) < 0.03  # about the accuracy
+    assert (softened.argmax(axis=1) == proba.argmax(axis=1)).all()  # the same answers
+    assert shrunk(4.0, 20, shrink=20) == 2.0  # half the log-temperature kept at n = shrink
+    assert shrunk(4.0, 0) == 1.0
+    assert fit_temperature(proba[:0], truth[:0]) == 1.0
+
+
+def test_leave_one_out_scores_each_example_without_itself() -> None:
+    import numpy as np
+
+    from fewshot.stages.retrieval import Memory, Vote, leave_one_out
+
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]  # copies within a label
+    vectors = np.vstack([vectors, np.eye(4, dtype=np.float32)[[3]]])
+    labels = ["a", "a", "b", "b", "c", "d"]
+    memory = Memory.build([f"t{i}" for i in range(6)], labels, vectors)
+    scores, truth = leave_one_out(memory, Vote(k=3))
+    assert truth.tolist() == [0, 0, 1, 1]  # c and d have one example each: left out
+    assert (scores.argmax(axis=1) == truth).all()  # its copy answers each one
+    assert np.allclose(scores.sum(axis=1), 1.0)

@@ -71,6 +71,12 @@ def test_the_fixture_is_the_old_schema() -> None:
 
 def test_an_old_workspace_migrates_and_classifies_as_it_did(old_workspace: Path) -> None:
     want = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
+    calibrated = classify_records(old_workspace)  # the default since: tempered confidences
+    assert [(r["text"], r["label"]) for r in calibrated] == [(r["text"], r["label"]) for r in want]
+    assert [r["neighbors"] for r in calibrated] == [r["neighbors"] for r in want]
+    # 95bbbe4 had no calibration: with it off, every figure is as that code printed it
+    off = CliRunner().invoke(cli, ["--store", str(old_workspace), "config", "calibration", "off"])
+    assert off.exit_code == 0, off.output
     records_match(classify_records(old_workspace), want)
     assert version_of(old_workspace) == SCHEMA_VERSION
     with sqlite3.connect(old_workspace / DB_NAME) as conn:
@@ -84,6 +90,7 @@ def test_an_old_workspace_migrates_and_classifies_as_it_did(old_workspace: Path)
 
 def test_the_comparison_fails_on_a_changed_answer(old_workspace: Path) -> None:
     want = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines()]
+    CliRunner().invoke(cli, ["--store", str(old_workspace), "config", "calibration", "off"])
     got = classify_records(old_workspace)
     planted = [dict(got[0], label="refund"), *got[1:]]
     with pytest.raises(AssertionError):

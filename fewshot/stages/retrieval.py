@@ -212,10 +212,14 @@ class RetrievalStage:
         return predictions
 
 
+LOO_LIMIT = 2000  # examples scored for the calibration, at most (evenly spread)
+
+
 def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
     """Score each labeled example by the others: its neighbours and prototypes without it.
 
-    Examples whose label has no other example are left out (nothing could answer them).
+    Examples whose label has no other example are left out (nothing could answer them); of
+    a larger set, :data:`LOO_LIMIT` evenly spread examples are scored.
 
     Returns:
         ``(scores, truth)``: (n, classes) uncalibrated scores in ``memory.classes`` order,
@@ -225,6 +229,8 @@ def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
     column = {name: i for i, name in enumerate(memory.classes)}
     counts = {name: int((labels == name).sum()) for name in memory.classes}
     rows = np.flatnonzero([counts[label] >= 2 for label in labels])
+    if len(rows) > LOO_LIMIT:
+        rows = rows[np.linspace(0, len(rows) - 1, LOO_LIMIT).astype(int)]
     if len(rows) == 0 or len(memory.classes) < 2:
         return np.zeros((0, len(memory.classes))), np.zeros(0, dtype=np.int64)
     vectors = np.asarray(memory.vectors[rows], dtype=np.float32)

@@ -48,9 +48,18 @@ class Retrieved:
 
 
 def retrieve(
-    corpus: Corpus, texts: Sequence[str], k: int, explain: bool = False, progress: bool = False
+    corpus: Corpus,
+    texts: Sequence[str],
+    k: int,
+    explain: bool = False,
+    progress: bool = False,
+    calibrate: bool = False,
 ) -> Retrieved:
     """Answer cleaned ``texts`` with the retrieval stage over the labeled set.
+
+    With ``calibrate``, the scores are tempered by the labeled set's own leave-one-out
+    answers (:meth:`fewshot.stages.retrieval.Memory.temperature`): the same labels, a
+    confidence nearer the accuracy (``benchmarks/calibration.py``).
 
     Raises:
         WorkspaceError: If the workspace has no labeled example yet.
@@ -60,7 +69,11 @@ def retrieve(
             f"{corpus.path}: no labeled examples yet; "
             "add some with `fewshot add` or `fewshot import`."
         )
-    stage = RetrievalStage(corpus.memory(progress), Vote(k=k))
+    memory = corpus.memory(progress)
+    vote = Vote(k=k)
+    if calibrate:
+        vote = Vote(k=k, calibration=memory.temperature(vote))
+    stage = RetrievalStage(memory, vote)
     vectors = corpus.encoder.encode(list(texts), progress=progress)
     return Retrieved(stage, vectors, stage.predict(texts, vectors, explain=explain))
 
@@ -100,7 +113,8 @@ def classify(
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}.")
     cleaned = [clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, start=1)]
-    found = retrieve(corpus, cleaned, k, explain, progress)
+    calibrate = values["calibration"] != "off"
+    found = retrieve(corpus, cleaned, k, explain, progress, calibrate)
     if stage == "retrieval":
         return found.predictions
     if stage in ("auto", "llm"):

@@ -209,16 +209,23 @@ def _candidate_on(
     return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels)
 
 
-def unseen_by_serving(serving: ModelVersion | None, examples: list[Example]) -> set[int]:
+def unseen_by_serving(
+    serving: ModelVersion | None, examples: list[Example], trained_labels: Sequence[str] = ()
+) -> set[int]:
     """Ids of the examples the serving model never saw (none when none serves).
 
-    Those added after it trained, and every example of a label it did not learn: the
-    serving rule answers those by retrieval, and is measured on them like the candidate.
+    Those of its labels added after it trained, and every example of a label it did not
+    learn but the candidate does (``trained_labels``): the serving rule answers those by
+    retrieval, and is measured on them beside the candidate that learned them. A label
+    neither learned is answered by retrieval on both sides and tells the two apart not at all.
     """
     if serving is None:
         return set()
+    new = set(trained_labels) - set(serving.labels)
     return {
-        e.id for e in examples if e.id > serving.max_example_id or e.label not in serving.labels
+        e.id
+        for e in examples
+        if (e.label in serving.labels and e.id > serving.max_example_id) or e.label in new
     }
 
 

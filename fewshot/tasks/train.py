@@ -189,7 +189,7 @@ def _train(
     serving = registry.serving()
     if serving is not None and registry.problem(serving.version) is not None:
         serving = None  # its files are gone: retrieval answers, the candidate faces it
-    unseen = gate.unseen_by_serving(serving, examples)
+    unseen = gate.unseen_by_serving(serving, examples, trained_labels)
     folds = int(values["gate_folds"])
     model, measured = gate.held_out_then_continue(
         fresh_body(resolve_model(corpus.encoder.model)),
