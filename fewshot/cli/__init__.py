@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fewshot.cli.render import FORMATS
+from fewshot.cli.render import FORMATS, closed_pipe, flushed
 from fewshot.errors import FewshotError
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return flushed(super().invoke(ctx))
+        except BrokenPipeError:  # `fewshot export | head -1`: the reader has what it wanted
+            ctx.exit(closed_pipe())
         except FewshotError as err:
             if os.environ.get("FEWSHOT_DEBUG"):
                 raise
@@ -104,10 +106,10 @@ def _report(result: Any, workspace: Workspace) -> None:
 @click.pass_context
 def add(ctx: click.Context, label: str, relabel: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
-    from fewshot.dataio import clean_text, parse_lines
+    from fewshot.dataio import clean_text, read_stdin
     from fewshot.workspace import labeled_rows
 
-    items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
+    items = read_stdin(sys.stdin.buffer) if texts == ("-",) else list(texts)
     clean_text(label, "label", "--label")
     rows = labeled_rows(items, label)  # checked before anything is created
     workspace = _open(ctx, create=True)
@@ -193,11 +195,11 @@ def classify(
     llm_model: str | None,
 ) -> None:
     """Classify TEXTS (or the texts of --input): label, confidence, stage, scores."""
-    from fewshot.dataio import parse_lines, read_texts
+    from fewshot.dataio import read_stdin, read_texts
 
     items = list(texts)
     if input_file == "-":
-        items += parse_lines(sys.stdin)
+        items += read_stdin(sys.stdin.buffer)
     elif input_file:
         items += read_texts(_path(input_file), text_field)
     if not items:
