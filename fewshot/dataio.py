@@ -11,7 +11,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fewshot.errors import DataError
 
@@ -34,6 +34,13 @@ def clean_text(value: object, what: str, where: str) -> str:
         raise DataError(
             f"{where}: the {what} is empty or only whitespace; give a non-empty {what}."
         )
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate: a JSON "\\ud800" or bytes in argv
+        raise DataError(
+            f"{where}: the {what} is not valid Unicode (a lone surrogate "
+            f"U+{ord(cleaned[err.start]):04X} at character {err.start + 1}); give UTF-8 text."
+        ) from err
     return cleaned
 
 
@@ -55,15 +62,32 @@ def read_text_file(path: Path) -> str:
         raise DataError(f"{path}: no such file.")
     if not path.is_file():
         raise DataError(f"{path}: expected a file, found a directory or special file.")
-    raw = path.read_bytes()
+    return decode(path.read_bytes(), str(path))
+
+
+def decode(raw: bytes, where: str) -> str:
+    """Return ``raw`` decoded as UTF-8 without a leading BOM, naming the line of a bad byte.
+
+    Files and stdin are both read through here, so they accept and refuse the same bytes.
+    """
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataError(
-            f"{path}, line {line}: invalid UTF-8 (byte 0x{raw[err.start]:02x}); "
-            "save the file as UTF-8."
+            f"{where}, line {line}: invalid UTF-8 (byte 0x{raw[err.start]:02x}); "
+            f"{'send the text' if where == 'stdin' else 'save the file'} as UTF-8."
         ) from err
+
+
+def read_stdin(stream: IO[bytes]) -> list[str]:
+    """Return the texts of a binary ``stream`` (stdin), one a line, as for a text file."""
+    return parse_lines(split_lines(decode(stream.read(), "stdin")))
+
+
+def split_lines(content: str) -> list[str]:
+    r"""Split ``content`` at ``\n``, ``\r\n`` or ``\r`` only (not at U+2028, form feeds...)."""
+    return content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -90,6 +114,13 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     )
     try:
         for row in reader:
+            if None in row:  # csv.DictReader keeps the fields past the header under None
+                header = len(reader.fieldnames or ())
+                raise DataError(
+                    f"{path}, line {reader.line_num}: {header + len(row[None])} fields but "
+                    f"the header has {header}; quote a field that contains "
+                    f'{"a tab" if fmt == "tsv" else "a comma"} ("...").'
+                )
             yield reader.line_num, row
     except csv.Error as err:
         raise DataError(
@@ -159,7 +190,7 @@ def read_texts(path: Path, text_field: str = "text") -> list[str]:
     """
     fmt = LABELED_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        return parse_lines(read_text_file(path).splitlines())
+        return parse_lines(split_lines(read_text_file(path)))
     return [_field(path, number, row, text_field, "text") for number, row in _rows(path, fmt)]
 
 
@@ -177,16 +208,26 @@ def write_labeled(rows: Iterable[dict[str, Any]], fmt: str, stream: io.TextIOBas
     if fmt == "jsonl":
         write_jsonl(rows, stream)
     elif fmt == "csv":
-        writer: Any = None
-        for row in rows:
-            if writer is None:
-                writer = csv.DictWriter(stream, fieldnames=list(row), lineterminator="\n")
-                writer.writeheader()
-            writer.writerow(row)
+        rows = list(rows)
+        if rows:
+            write_csv(rows, list(rows[0]), stream)
     else:
         raise DataError(
             f"unknown export format '{fmt}'; expected one of {', '.join(EXPORT_FORMATS)}."
         )
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: list[str], stream: Any) -> None:
+    r"""Write ``rows`` as CSV lines ending in ``\n``, a header first; any text reads back whole.
+
+    The csv module quotes a field holding the delimiter, a quote or ``\n`` but not a lone
+    ``\r``, which a reader takes for a line end: a row holding one is written all quoted.
+    """
+    plain = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+    quoted = csv.DictWriter(stream, columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writeheader()
+    for row in rows:
+        (quoted if any("\r" in str(value) for value in row.values()) else plain).writerow(row)
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], stream: io.TextIOBase | Any) -> None:

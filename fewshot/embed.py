@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,42 @@ class Encoder:
 def encode_with(
     backend: Any, texts: Sequence[str], batch_size: int, progress: bool = False
 ) -> np.ndarray:
-    """Encode ``texts`` with a loaded SentenceTransformer to unit float32 vectors."""
+    """Encode ``texts`` with a loaded SentenceTransformer to unit float32 vectors.
+
+    Each text is first cut to the encoder's window (:func:`window`), so a 1 MB text is not
+    tokenised whole to keep its first 256 tokens; the vectors are the same.
+    """
     vectors = backend.encode(
-        list(texts),
+        [window(backend, text) for text in texts],
         batch_size=batch_size,
         normalize_embeddings=True,
         show_progress_bar=progress,
         convert_to_numpy=True,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+CHARS_PER_TOKEN = 8  # the first cut tried: max_seq_length * 8 characters
+_LAST_SPACE = re.compile(r"\s\S*\Z")
+
+
+def window(backend: Any, text: str) -> str:
+    """Return the head of ``text`` that gives the encoder the same tokens as the whole text.
+
+    The encoder reads only its first ``max_seq_length`` tokens. A text longer than
+    ``max_seq_length * CHARS_PER_TOKEN`` characters is cut there, back to the last
+    whitespace (tokens never span one); the cut is kept only if it still holds more than
+    ``max_seq_length`` tokens, else it doubles. A shorter text is returned as it is.
+    """
+    limit = getattr(backend, "max_seq_length", None)
+    tokenizer = getattr(backend, "tokenizer", None)
+    if not isinstance(limit, int) or limit <= 0 or tokenizer is None:
+        return text
+    chars = limit * CHARS_PER_TOKEN
+    while len(text) > chars:
+        space = _LAST_SPACE.search(text, 0, chars)
+        head = text[: space.start()] if space else ""
+        if len(tokenizer(head, add_special_tokens=False)["input_ids"]) > limit:
+            return head
+        chars *= 2
+    return text

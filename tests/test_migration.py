@@ -35,7 +35,9 @@ def old_workspace(tmp_path: Path) -> Path:
 
 
 def version_of(path: Path) -> int:
-    with sqlite3.connect(path / DB_NAME) as conn:
+    # immutable: reading the committed fixture must leave no -wal / -shm file beside it
+    uri = f"file:{path / DB_NAME}?immutable=1"
+    with sqlite3.connect(uri, uri=True) as conn:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 

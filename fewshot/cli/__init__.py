@@ -23,6 +23,7 @@ from fewshot.cli.base import (
 )
 from fewshot.cli.label_screen import label
 from fewshot.cli.measure import eval_
+from fewshot.cli.render import closed_pipe, flushed
 from fewshot.cli.training import add_mode, rollback, train, wait_option
 from fewshot.errors import FewshotError
 
@@ -35,7 +36,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return flushed(super().invoke(ctx))
+        except BrokenPipeError:  # `fewshot export | head -1`: the reader has what it wanted
+            ctx.exit(closed_pipe())
         except FewshotError as err:
             if os.environ.get("FEWSHOT_DEBUG"):
                 raise
@@ -108,9 +111,9 @@ def _report(result: Any, workspace: Workspace) -> None:
 def add(ctx: click.Context, label: str, relabel: bool, wait: bool, texts: tuple[str, ...]) -> None:
     """Add TEXTS with LABEL (`-` reads one text per line from stdin)."""
     from fewshot.corpus import labeled_rows
-    from fewshot.dataio import clean_text, parse_lines
+    from fewshot.dataio import clean_text, read_stdin
 
-    items = parse_lines(sys.stdin) if texts == ("-",) else list(texts)
+    items = read_stdin(sys.stdin.buffer) if texts == ("-",) else list(texts)
     clean_text(label, "label", "--label")
     rows = labeled_rows(items, label)  # checked before anything is created
     workspace = open_workspace(ctx, create=True)
@@ -176,11 +179,11 @@ def classify(
     llm_model: str | None,
 ) -> None:
     """Classify TEXTS (or the texts of --input): label, confidence, stage, scores."""
-    from fewshot.dataio import parse_lines, read_texts
+    from fewshot.dataio import read_stdin, read_texts
 
     items = list(texts)
     if input_file == "-":
-        items += parse_lines(sys.stdin)
+        items += read_stdin(sys.stdin.buffer)
     elif input_file:
         items += read_texts(as_path(input_file), text_field)
     if not items:

@@ -19,7 +19,7 @@ import click
 
 from fewshot.active import DEFAULT_ORDER
 from fewshot.cli.base import as_path, open_workspace
-from fewshot.cli.render import cut
+from fewshot.cli.render import cut, visible
 from fewshot.tasks.label import (
     LabelSession,
     Progress,
@@ -53,7 +53,7 @@ def labels_line(question: Question) -> Any:
     counts = question.progress.counts
     threshold = question.progress.threshold
     items = [
-        f"[bold]{number}[/] {escape(label)} {counts.get(label, 0)} "
+        f"[bold]{number}[/] {escape(visible(label))} {counts.get(label, 0)} "
         f"{_threshold_note(counts.get(label, 0), threshold)}"
         for number, label in question.listed()
     ]
@@ -81,12 +81,12 @@ def question_view(question: Question) -> Any:
         parts.append(Text("No suggestion yet (no labeled examples)."))
     else:
         parts.append(
-            f"Suggestion: [bold cyan]{escape(suggestion.label)}[/] "
+            f"Suggestion: [bold cyan]{escape(visible(suggestion.label))}[/] "
             f"{suggestion.confidence:.2f} ({suggestion.stage})"
         )
         for near in (suggestion.neighbors or ())[:_SHOWN_NEIGHBORS]:
             flat = cut(near.text, 90)
-            tag = escape(f"[{near.label}]")
+            tag = escape(f"[{visible(near.label)}]")
             parts.append(f"  [dim]{near.similarity:.2f}[/] {tag} {escape(flat)}")
     parts.append(labels_line(question))
     parts.append(f"[dim]{escape(_KEYS)}[/]")
@@ -147,16 +147,16 @@ class TerminalScreen:
         from rich.markup import escape
 
         style = {"invalid": "red", "undone": "yellow", "labeled": "green"}.get(reply.kind, "")
-        message = escape(reply.message)
+        message = escape(visible(reply.message, lines=True))
         self.console.print(f"[{style}]{message}[/]" if style else message)
         if reply.notice:
-            self.console.print(f"[bold magenta]{escape(reply.notice)}[/]")
+            self.console.print(f"[bold magenta]{escape(visible(reply.notice))}[/]")
 
     def finish(self, progress: Progress) -> None:
         """Show the summary at the end of the session."""
         from rich.markup import escape
 
-        counts = ", ".join(f"{escape(label)} {n}" for label, n in progress.counts.items())
+        counts = ", ".join(f"{escape(visible(label))} {n}" for label, n in progress.counts.items())
         self.console.print(
             f"Labeled {progress.labeled} this session; {progress.skipped} skipped, "
             f"{progress.remaining} left. Labels: {counts or 'none'}."

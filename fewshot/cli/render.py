@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
+import os
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from fewshot.dataio import write_jsonl
+from fewshot.dataio import write_csv, write_jsonl
 
 if TYPE_CHECKING:
     from fewshot.settings import Value
     from fewshot.values import AddResult, TrainReport
 
 FORMATS = ("table", "json", "jsonl", "csv")
+T = TypeVar("T")
+
+
+def flushed(result: T) -> T:
+    """Return ``result`` once stdout is flushed: a closed pipe shows now, not at exit."""
+    sys.stdout.flush()
+    return result
+
+
+def closed_pipe() -> int:
+    """Send what is left for stdout to /dev/null (its reader is gone); return exit status 0.
+
+    ``fewshot export | head -1`` ends quietly, as ``head`` users expect.
+    """
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor under CliRunner
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def added_message(result: AddResult, path: Path, total: int) -> str:
@@ -51,7 +71,7 @@ def settings_lines(values: Sequence[Value]) -> str:
     """Return settings as ``key = value`` lines, with the default and source when not default."""
 
     def shown(value: Any) -> str:
-        return "(unset)" if value is None else str(value)
+        return "(unset)" if value is None else visible(str(value))
 
     lines = []
     for v in values:
@@ -72,24 +92,47 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) 
         columns: list[str] = []
         for record in records:
             columns += [key for key in record if key not in columns]
-        writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(
-                {
-                    key: json.dumps(value, ensure_ascii=False)
-                    if isinstance(value, (dict, list))
-                    else value
-                    for key, value in record.items()
-                }
-            )
+        flat = [
+            {
+                key: json.dumps(value, ensure_ascii=False)
+                if isinstance(value, (dict, list))
+                else value
+                for key, value in record.items()
+            }
+            for record in records
+        ]
+        write_csv(flat, columns, stream)
     else:
         raise ValueError(f"unknown format {fmt!r}")
 
 
+# C0 and C1 controls, DEL, the line and paragraph separators, the bidi embeddings/isolates.
+_OTHERS = "\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x1f{_OTHERS}]")
+_CONTROL_BUT_LINES = re.compile(f"[\\x00-\\x08\\x0b-\\x1f{_OTHERS}]")  # keeps \\t and \\n
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
+
+
+def visible(text: str, lines: bool = False) -> str:
+    r"""Return ``text`` with control characters as visible escapes (``\n``, ``\x00``, ``\x1b``).
+
+    What a table or screen shows never moves the cursor, clears the screen or reorders the
+    line; JSON, JSONL and CSV output stay exact. With ``lines``, newlines and tabs stay.
+    """
+    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub(_escape, text)
+
+
 def cut(text: str, width: int, flat: bool = True) -> str:
-    """Return ``text`` for a table cell: on one line (with ``flat``), cut to ``width`` with …."""
-    shown = " ".join(text.split()) if flat else text
+    """Return ``text`` for a table cell: on one line (with ``flat``), cut to ``width`` with ….
+
+    Control characters are shown as escapes (:func:`visible`).
+    """
+    shown = visible(" ".join(text.split())) if flat else visible(text, lines=True)
     return shown if len(shown) <= width else shown[: width - 1] + "…"
 
 
@@ -106,12 +149,13 @@ def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 
     for record in records:
         text = cut(record["text"], 70)
         for near in (record.get("neighbors") or [])[:shown_neighbors]:
-            text += f"\n  {near['similarity']:.2f}  [{near['label']}] {cut(near['text'], 60)}"
+            label = visible(near["label"])
+            text += f"\n  {near['similarity']:.2f}  [{label}] {cut(near['text'], 60)}"
         stage = record["stage"] + (f" ({record['fallback']})" if record.get("fallback") else "")
         # Text(...): user texts and labels are shown as they are, never read as rich markup
         # (a "[label]" would otherwise vanish as an unknown style tag).
         confidence = f"{record['confidence']:.2f}"
-        table.add_row(Text(text), Text(record["label"]), confidence, Text(stage))
+        table.add_row(Text(text), Text(visible(record["label"])), confidence, Text(visible(stage)))
     return table
 
 
@@ -121,17 +165,17 @@ def status_table(status: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"workspace {status['path']}"), show_header=True)
+    table = Table(title=Text(f"workspace {visible(str(status['path']))}"), show_header=True)
     table.add_column("label")
     table.add_column("examples", justify="right")
     table.add_column(f"to threshold ({status['threshold']})", justify="right")
     for label, count in status["labels"].items():
         left = max(status["threshold"] - count, 0)
-        table.add_row(Text(label), str(count), "reached" if left == 0 else str(left))
+        table.add_row(Text(visible(label)), str(count), "reached" if left == 0 else str(left))
     model = f"v{status['model']}" if status["model"] is not None else "none"
     summary = (
         f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"
-        f"encoder: {status['encoder']}"
+        f"encoder: {visible(str(status['encoder']))}"
     )
     if status.get("model_problem"):
         summary += f"\nmodel: {status['model_problem']}; retrieval answers meanwhile"
@@ -177,8 +221,8 @@ def models_table(models: Sequence[dict[str, Any]]) -> Any:
             m["status"],
             _when(m["created_at"]),
             str(m["n_examples"]),
-            Text(gate_figures(metrics)),
-            Text(str(metrics.get("gate") or "")),
+            Text(visible(gate_figures(metrics))),
+            Text(visible(str(metrics.get("gate") or ""))),
         )
     return table
 
@@ -212,24 +256,24 @@ def eval_table(report: dict[str, Any]) -> Any:
     for label, s in report["per_label"].items():
         mark = " (unknown)" if label in report["unknown_labels"] else ""
         scores.add_row(
-            label + mark, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
-            str(s["support"]),
+            Text(visible(label) + mark), f"{s['precision']:.3f}", f"{s['recall']:.3f}",
+            f"{s['f1']:.3f}", str(s["support"]),
         )  # fmt: skip
     labels = report["confusion"]["labels"]
     matrix = Table(title="confusion (row = true, column = predicted)", show_header=True)
     matrix.add_column("true \\ predicted")
     for label in labels:
-        matrix.add_column(label, justify="right")
+        matrix.add_column(Text(visible(label)), justify="right")
     for label, row in zip(labels, report["confusion"]["matrix"]):
-        matrix.add_row(label, *(str(x) for x in row))
+        matrix.add_row(Text(visible(label)), *(str(x) for x in row))
     stages = ", ".join(f"{name} {count}" for name, count in report["stages"].items())
     lines = [
-        f"{report['path']}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
+        f"{visible(str(report['path']))}: n={report['n']}  accuracy={report['accuracy']:.3f}  "
         f"macro-F1={report['macro_f1']:.3f}  MCC={report['mcc']:.3f}  ECE={report['ece']:.3f}",
         f"answered by: {stages}  ·  {report['texts_per_second']:.1f} texts/s",
     ]
     if report["unknown_labels"]:
-        unknown = ", ".join(f"{k} ({v})" for k, v in report["unknown_labels"].items())
+        unknown = ", ".join(f"{visible(k)} ({v})" for k, v in report["unknown_labels"].items())
         known = report["known"]
         known_acc = "n/a" if known["accuracy"] is None else f"{known['accuracy']:.3f}"
         lines.append(

@@ -33,6 +33,7 @@ from fewshot.backends.base import (
     LLMFailure,
     LLMSettings,
     load,
+    redact,
     resolve,
 )
 from fewshot.errors import ConfigError
@@ -103,6 +104,8 @@ class LLMStage:
         options: Demonstration selection, order and budgets (``k`` filled in).
         template: The prompt's wording.
         concurrency: Requests in flight at once.
+        api_key: The key sent to the server: it is replaced by ``***`` in a reply kept in a
+            record (a server may echo it back).
     """
 
     name = "llm"
@@ -114,12 +117,14 @@ class LLMStage:
         options: PromptOptions | None = None,
         template: PromptTemplate | None = None,
         concurrency: int = 4,
+        api_key: str | None = None,
     ) -> None:
         self.memory = memory
         self.backend = backend
         self.options = options or PromptOptions()
         self.template = template or PromptTemplate()
         self.concurrency = concurrency
+        self._key = api_key
 
     def prompts(self, vectors: np.ndarray, retrieval: Sequence[Prediction]) -> list[Prompt]:
         """Return the prompt of each query; ``retrieval`` gives the label priority."""
@@ -151,7 +156,7 @@ class LLMStage:
             return replace(fallback, fallback=failure.reason)
         label = parse_answer(completion.text, prompt.labels)
         if label is None:
-            reply = completion.text[:REPLY_CHARS]
+            reply = redact(completion.text, self._key)[:REPLY_CHARS]  # cut after: no key part
             return replace(fallback, fallback="unknown answer", extra={"reply": reply})
         confidence = _confidence(completion, fallback.scores.get(label, 0.0))
         return Prediction(
@@ -303,7 +308,9 @@ def configured(
     if config is None:
         return None
     options = with_k(PromptOptions.from_settings(stored), k)
-    return LLMStage(memory, load(config), options, concurrency=config.concurrency)
+    return LLMStage(
+        memory, load(config), options, concurrency=config.concurrency, api_key=config.api_key
+    )
 
 
 def preview(
