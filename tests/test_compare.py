@@ -74,7 +74,7 @@ def test_eval_reports_the_ece_of_the_answers_it_gave(
     assert report["accuracy"] == 1.0
     # every answer right: the ECE is the mean shortfall of the confidence from 1, bin by bin
     assert report["ece"] == pytest.approx(1.0 - mean_confidence, abs=1e-6)
-    assert report["ece"] > 0.001  # retrieval's scores are softmaxes: never exactly 1
+    assert report["ece"] > 0  # retrieval's scores are softmaxes: never exactly 1
     table = run(store, "eval", str(eval_file))
     assert f"ECE={report['ece']:.3f}" in table.stdout
 
