@@ -15,21 +15,25 @@ from fewshot.errors import (
     WorkspaceError,
 )
 from fewshot.values import Example, Neighbor, Prediction
-from fewshot.workspace import Workspace
 
 if TYPE_CHECKING:
     from fewshot.classifier import FewShotClassifier
+    from fewshot.workspace import Workspace
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # FewShotClassifier subclasses scikit-learn's estimator: import it (and sklearn) only
-    # when asked for, so `fewshot --help` stays light.
+    # The API classes pull in numpy, FAISS's wrapper and scikit-learn: import them only when
+    # asked for, so `fewshot --help` stays light.
     if name == "FewShotClassifier":
         from fewshot.classifier import FewShotClassifier
 
         return FewShotClassifier
+    if name == "Workspace":
+        from fewshot.workspace import Workspace
+
+        return Workspace
     raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
 
 

@@ -21,7 +21,6 @@ from fewshot.cli.base import (
     progress,
     render,
 )
-from fewshot.cli.label_screen import label
 from fewshot.cli.measure import eval_
 from fewshot.cli.render import closed_pipe, flushed
 from fewshot.cli.training import add_mode, rollback, train, wait_option
@@ -283,7 +282,41 @@ def export(ctx: click.Context, fmt: str) -> None:
 cli.add_command(train)
 cli.add_command(rollback)
 cli.add_command(eval_)
-cli.add_command(label)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--text-field", default="text", show_default=True, help="Text column of CSV/JSONL.")
+@click.option(
+    "--order",
+    type=click.Choice(["uncertain", "diverse", "random", "file"]),
+    default="uncertain",
+    show_default=True,
+    help="Which text comes next.",
+)
+@click.option(
+    "--random-state", type=int, default=0, show_default=True, help="Seed of --order random."
+)
+@click.option("--retry-skipped", is_flag=True, help="Ask again for texts skipped earlier.")
+@click.pass_context
+def label(
+    ctx: click.Context,
+    file: str,
+    text_field: str,
+    order: str,
+    random_state: int,
+    retry_skipped: bool,
+) -> None:
+    """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
+    from fewshot.cli.label_screen import TerminalScreen, label_file
+    from fewshot.dataio import read_texts
+    from fewshot.errors import DataError
+
+    texts = read_texts(as_path(file), text_field)  # read once, checked before creating
+    if not texts:
+        raise DataError(f"{file}: no texts found; expected one text per line (or rows).")
+    workspace = open_workspace(ctx, create=True)
+    label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
 
 
 def main() -> None:

@@ -15,10 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-import click
-
 from fewshot.active import DEFAULT_ORDER
-from fewshot.cli.base import as_path, open_workspace
 from fewshot.cli.render import cut, visible
 from fewshot.tasks.label import (
     LabelSession,
@@ -267,39 +264,4 @@ def label_file(
     return run(session, screen)
 
 
-@click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--text-field", default="text", show_default=True, help="Text column of CSV/JSONL.")
-@click.option(
-    "--order",
-    type=click.Choice(["uncertain", "diverse", "random", "file"]),
-    default="uncertain",
-    show_default=True,
-    help="Which text comes next.",
-)
-@click.option(
-    "--random-state", type=int, default=0, show_default=True, help="Seed of --order random."
-)
-@click.option("--retry-skipped", is_flag=True, help="Ask again for texts skipped earlier.")
-@click.pass_context
-def label(
-    ctx: click.Context,
-    file: str,
-    text_field: str,
-    order: str,
-    random_state: int,
-    retry_skipped: bool,
-) -> None:
-    """Label the texts of FILE interactively (one per line, or CSV/TSV/JSONL)."""
-    from fewshot.cli.label_screen import TerminalScreen, label_file
-    from fewshot.dataio import read_texts
-    from fewshot.errors import DataError
-
-    texts = read_texts(as_path(file), text_field)  # read once, checked before creating
-    if not texts:
-        raise DataError(f"{file}: no texts found; expected one text per line (or rows).")
-    workspace = open_workspace(ctx, create=True)
-    label_file(workspace, texts, file, TerminalScreen(), order, random_state, retry_skipped)
-
-
-__all__ = ["Screen", "TerminalScreen", "label", "label_file", "labels_line", "question_view", "run"]
+__all__ = ["Screen", "TerminalScreen", "label_file", "labels_line", "question_view", "run"]
