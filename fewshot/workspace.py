@@ -326,10 +326,12 @@ class Workspace:
         k: int | None = None,
         plot: str | os.PathLike[str] | None = None,
         progress: bool = False,
+        llm: answer.LLMChoice = None,
     ) -> EvalReport:
         """Classify a labeled file as the workspace serves now and score it (``fewshot eval``).
 
-        See :func:`fewshot.tasks.evaluate.evaluate` for the report; nothing is changed.
+        ``llm`` is as for :meth:`classify`. See :func:`fewshot.tasks.evaluate.evaluate` for
+        the report; nothing is changed.
         """
         from fewshot.tasks.evaluate import evaluate
 
@@ -337,7 +339,7 @@ class Workspace:
         known = set(self.corpus.label_counts())
 
         def classify(texts: list[str]) -> list[Prediction]:
-            return self.classify(texts, k=k, progress=progress)
+            return self.classify(texts, k=k, progress=progress, llm=llm)
 
         return evaluate(classify, known, path, text_field, label_field, plot=plot)
 

@@ -77,11 +77,21 @@ def test_leave_one_out_scores_each_example_without_itself() -> None:
 
     from fewshot.stages.retrieval import Memory, Vote, leave_one_out
 
-    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]  # copies within a label
-    vectors = np.vstack([vectors, np.eye(4, dtype=np.float32)[[3]]])
+    def unit(*xs: float) -> list[float]:
+        v = np.asarray(xs, dtype=np.float32)
+        return list(v / np.linalg.norm(v))
+
+    # a0's nearest *other* example is b0 (label b): without itself, a0 is answered b.
+    # a1 is far from b and near a0; b0 and b1 are near each other.
+    vectors = np.asarray(
+        [unit(1, 0.0, 0), unit(0.2, 1, 0), unit(0.9, 0.44, 0), unit(0.95, 0.31, 0),
+         unit(0, 0, 1), unit(-1, -1, -1)],  # c and d: one example each
+        dtype=np.float32,
+    )  # fmt: skip
     labels = ["a", "a", "b", "b", "c", "d"]
     memory = Memory.build([f"t{i}" for i in range(6)], labels, vectors)
-    scores, truth = leave_one_out(memory, Vote(k=3))
+    scores, truth = leave_one_out(memory, Vote(k=1, mix=1.0))  # the nearest other decides
     assert truth.tolist() == [0, 0, 1, 1]  # c and d have one example each: left out
-    assert (scores.argmax(axis=1) == truth).all()  # its copy answers each one
+    # a0 (1, 0, 0): its nearest other is b1 -> b. Were a0 its own neighbour, a would win.
+    assert memory.classes[int(scores[0].argmax())] == "b"
     assert np.allclose(scores.sum(axis=1), 1.0)

@@ -52,7 +52,7 @@ def eval_(
         else:
             Console().print(compare_table(reports))
         return
-    report = workspace.evaluate(file, text_field, label_field, k=k, plot=plot).to_dict()
+    report = workspace.evaluate(file, text_field, label_field, k, plot, llm=llm).to_dict()
     if fmt == "json":
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return

@@ -168,9 +168,18 @@ def score(
         ece=expected_calibration_error(confidences, correct),
         reliability=tuple(reliability(confidences, correct)),
         stage=stage,
-        llm_calls=sum(p.stage == "llm" or p.fallback is not None for p in predictions)
-        if stage in ("llm", "auto")
-        else 0,
+        llm_calls=sum(_asked_an_llm(p) for p in predictions) if stage in ("llm", "auto") else 0,
+    )
+
+
+SETFIT_FALLBACKS = ("no SetFit model serves", "model v")
+
+
+def _asked_an_llm(prediction: Prediction) -> bool:
+    """Whether an LLM was asked for this answer (it answered, or failed and retrieval did)."""
+    fallback = prediction.fallback
+    return prediction.stage == "llm" or (
+        fallback is not None and not fallback.startswith(SETFIT_FALLBACKS)
     )
 
 

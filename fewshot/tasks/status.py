@@ -21,7 +21,9 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
     serving = registry.serving()
     problem = None if serving is None else registry.problem(serving.version)
     stored = corpus.store.settings()
-    if values["stage"] != "auto":
+    if values["stage"] == "setfit":  # pinned: retrieval answers while no usable model serves
+        stage = "retrieval" if serving is None or problem else "setfit"
+    elif values["stage"] != "auto":
         stage = str(values["stage"])
     elif resolve(None, stored) is not None:
         stage = "llm"
