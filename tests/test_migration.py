@@ -77,6 +77,8 @@ def test_an_old_workspace_migrates_and_classifies_as_it_did(old_workspace: Path)
     assert [(r["text"], r["label"]) for r in calibrated] == [(r["text"], r["label"]) for r in want]
     near = [[(n["text"], n["label"]) for n in r["neighbors"]] for r in calibrated]
     assert near == [[(n["text"], n["label"]) for n in r["neighbors"]] for r in want]
+    # the calibration does act: some confidence moved (the labels above did not)
+    assert any(abs(g["confidence"] - w["confidence"]) > 1e-4 for g, w in zip(calibrated, want))
     # 95bbbe4 had no calibration: with it off, every figure is as that code printed it
     off = CliRunner().invoke(cli, ["--store", str(old_workspace), "config", "calibration", "off"])
     assert off.exit_code == 0, off.output
