@@ -192,16 +192,23 @@ def run_fewshot(cell: Cell) -> Outcome:
             predictions = ws.classify(cell.test_texts)
             predict_s = time.perf_counter() - start
             status = ws.status()
+            rules = serving_rules(ws, cell, status) if status["models"] else None
             rejected = None
             if status["models"] and status["models"][-1]["status"] == "rejected":
                 # What the pipeline would answer had the gate let the candidate in: serve it
                 # (a rollback to that version) and classify again. Not part of the cell's score.
                 ws.rollback(status["models"][-1]["version"])
-                answers = [p.label for p in ws.classify(cell.test_texts)]
-                figures = evaluate_labels(cell.test_labels, answers)
-                rejected = {"accuracy": figures.accuracy, "mcc": figures.mcc}
+                candidate = ws.classify(cell.test_texts)
+                figures = evaluate_labels(cell.test_labels, [p.label for p in candidate])
+                rejected = {
+                    "accuracy": figures.accuracy,
+                    "mcc": figures.mcc,
+                    **calibration_of(candidate, cell.test_labels, status["models"][-1]),
+                }
     stages = dict(sorted(Counter(p.stage for p in predictions).items()))
     extra: dict[str, Any] = {"stages": stages, "serving": status.get("stage")}
+    served = status["models"][-1] if status["models"] else {}
+    extra.update(calibration_of(predictions, cell.test_labels, served))
     if status["models"]:  # what the promotion gate measured, to explain who serves
         model = status["models"][-1]
         wanted = (
@@ -212,6 +219,9 @@ def run_fewshot(cell: Cell) -> Outcome:
             "ranking_compared",
             "baseline_ranking",
             "phase_steps",
+            "head_temperature",
+            "head_temperature_fitted",
+            "train_seconds",
         )
         extra["gate"] = {
             "status": model["status"],
@@ -221,9 +231,72 @@ def run_fewshot(cell: Cell) -> Outcome:
             extra["gate"]["reason"] = model["metrics"]["gate"]
         if rejected is not None:
             extra["gate"]["rejected_model"] = rejected
+    if rules is not None:
+        extra["rules"] = rules
     if cell.fewshot_settings:
         extra["settings"] = dict(cell.fewshot_settings)
     return [p.label for p in predictions], train_s, predict_s, extra
+
+
+BLENDS = (0.25, 0.5, 0.75)
+
+
+def serving_rules(ws: Any, cell: Cell, status: dict[str, Any]) -> dict[str, float]:
+    """Test accuracy of serving rules over the newest model, promoted or not (not scored).
+
+    ``head``: its head alone; ``ft_retrieval``: retrieval's vote over the support set under
+    its fine-tuned encoder; ``blend_w``: ``w * head + (1 - w) * ft_retrieval``. So one
+    training tells which rule would have served best, beside what the gate chose.
+    """
+    from fewshot.stages.retrieval import Memory, RetrievalStage
+
+    model = ws.registry.load_model(status["models"][-1]["version"])
+    vectors = model.encode(cell.test_texts)
+    head = model.head.predict_proba(vectors)
+    memory = Memory.build(cell.support_texts, cell.support_labels, model.encode(cell.support_texts))
+    retrieval, _ = RetrievalStage(memory).scores(vectors)
+    columns = [memory.classes.index(name) for name in model.classes]
+    retrieval = retrieval[:, columns]
+    gold = np.asarray(cell.test_labels)
+    classes = np.asarray(model.classes)
+
+    def accuracy(scores: np.ndarray) -> float:
+        return float((classes[scores.argmax(axis=1)] == gold).mean())
+
+    rules = {"head": accuracy(head), "ft_retrieval": accuracy(retrieval)}
+    for w in BLENDS:
+        rules[f"blend_{w}"] = accuracy(w * head + (1 - w) * retrieval)
+    return rules
+
+
+def calibration_of(
+    predictions: Sequence[Any], gold: Sequence[str], model: dict[str, Any]
+) -> dict[str, float]:
+    """ECE of the answers as given, and with the SetFit head's temperature undone.
+
+    The head's scores are ``softmax(logits / T)``; ``scores ** T``, renormalised, are the
+    uncalibrated ones (the same answers), so both come from one classification.
+    """
+    from fewshot.metrics import expected_calibration_error
+
+    right = np.asarray([p.label == g for p, g in zip(predictions, gold)])
+    given = [p.confidence for p in predictions]
+    out = {"ece": expected_calibration_error(np.asarray(given), right)}
+    temperature = (model.get("metrics") or {}).get("head_temperature")
+    if temperature is not None and any(p.stage == "setfit" for p in predictions):
+        raw = []
+        for p in predictions:
+            if p.stage != "setfit":
+                raw.append(p.confidence)
+                continue
+            scores = np.asarray(list(p.scores.values()), dtype=np.float64) ** temperature
+            raw.append(float(scores.max() / scores.sum()))
+        out["ece_head_uncalibrated"] = expected_calibration_error(np.asarray(raw), right)
+        setfit = np.asarray([p.stage == "setfit" for p in predictions])
+        out["ece_setfit_answers"] = expected_calibration_error(
+            np.asarray(given)[setfit], right[setfit]
+        )
+    return out
 
 
 def _jsonl(row: dict[str, str]) -> str:

@@ -15,6 +15,9 @@
   accuracy). See ``fewshot/gate.py``.
 * **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
   retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
+* **The LLM** (when one is configured) answers the gate's held-out texts too and serves only
+  when it beats the local stage that serves on them by more than a statistical tie
+  (:func:`llm_serves`): a tie goes to the local stage (no cost, nothing leaves the machine).
 """
 
 from __future__ import annotations
@@ -158,6 +161,28 @@ def guard(
     return None
 
 
+LLM_EVIDENCE = 0.1
+
+
+def llm_serves(llm_right: Sequence[bool], local_right: Sequence[bool]) -> Verdict:
+    """Decide whether a configured LLM answers instead of the local stage, and say why.
+
+    Both answered the same held-out texts. Only the texts they disagree on tell them apart:
+    ``better`` where the LLM alone was right, ``worse`` where the local stage alone was. The
+    LLM serves when ``better > worse`` and a one-sided sign test gives at most
+    :data:`LLM_EVIDENCE` (0.1) for a tie, e.g. 4 against 0, 6 against 1, 9 against 3;
+    anything less is a statistical tie and the local stage serves.
+    """
+    better = sum(bool(x) and not bool(y) for x, y in zip(llm_right, local_right))
+    worse = sum(bool(y) and not bool(x) for x, y in zip(llm_right, local_right))
+    total = better + worse
+    p = sum(math.comb(total, i) for i in range(better, total + 1)) / 2**total
+    told = f"the LLM alone was right on {better} held-out texts, the local stage alone on {worse}"
+    if better > worse and p <= LLM_EVIDENCE:
+        return Verdict(True, f"{told} (sign test p = {p:.3f})")
+    return Verdict(False, f"{told}: a tie or worse (p = {p:.3f}), the local stage serves")
+
+
 def combine(
     model: Prediction, retrieval: Prediction, classes: Sequence[str], confidence: float
 ) -> Prediction:
@@ -198,4 +223,14 @@ def answer(
     return answers
 
 
-__all__ = ["Verdict", "answer", "combine", "eligible", "guard", "promote", "training_due"]
+__all__ = [
+    "LLM_EVIDENCE",
+    "Verdict",
+    "answer",
+    "combine",
+    "eligible",
+    "guard",
+    "llm_serves",
+    "promote",
+    "training_due",
+]

@@ -114,6 +114,12 @@ SETTINGS: dict[str, Setting] = {
     "gate_margin": _s(
         "setfit", _number(0.0, 1.0, closed=False), 0.0, "accuracy a candidate must add"
     ),
+    "gate_llm_max_calls": _s(
+        "llm",
+        _int(0),
+        200,
+        "held-out texts the gate asks a configured LLM (0: it is never measured)",
+    ),
     "learning_rate": _s(
         "setfit", _number(1e-12, 100.0), 2e-5, "encoder learning rate in SetFit training"
     ),

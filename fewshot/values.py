@@ -85,6 +85,8 @@ class GateFigures:
         baseline_ranking: The baseline encoder's mean pair ranking of them (None if none).
         ranking_compared: The candidate encoder's (None if none).
         compared_on: How many held-out texts were compared.
+        right: Per held-out text (the gate's order): 1.0 where the baseline answered it
+            right, 0.0 where wrong, NaN where it was not compared (not in the metrics).
     """
 
     serving: str
@@ -94,6 +96,7 @@ class GateFigures:
     baseline_ranking: float | None
     ranking_compared: float | None
     compared_on: int
+    right: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the figures under the names the model's metrics record them by."""

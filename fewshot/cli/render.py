@@ -179,6 +179,8 @@ def status_table(status: dict[str, Any]) -> Any:
     )
     if status.get("model_problem"):
         summary += f"\nmodel: {status['model_problem']}; retrieval answers meanwhile"
+    if status.get("llm"):
+        summary += f"\nllm: {visible(llm_figures(status['llm']))}"
     if status.get("training"):
         summary += f"\ntraining: under way ({_progress(status.get('training_progress'))})"
     elif status.get("training_due"):
@@ -187,6 +189,19 @@ def status_table(status: dict[str, Any]) -> Any:
     if status.get("models"):
         parts.append(models_table(status["models"]))
     return Group(*parts, Text(summary))
+
+
+def llm_figures(llm: dict[str, Any]) -> str:
+    """Return what the gate measured of the LLM: "0.92 vs 0.67 retrieval, on 12 ...: it serves"."""
+    if llm.get("error"):
+        return f"not measured ({llm['error']})"
+    if not llm.get("measured"):
+        return "not measured yet: it answers as configured; the next training measures it"
+    verdict = "it serves" if llm["serves"] else f"not better, {llm['local']} serves"
+    return (
+        f"{llm['accuracy']:.2f} vs {llm['local_accuracy']:.2f} {llm['local']}, "
+        f"on {llm['compared_on']} held-out texts: {verdict}"
+    )
 
 
 def _progress(record: dict[str, Any] | None) -> str:

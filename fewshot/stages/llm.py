@@ -125,6 +125,9 @@ class LLMStage:
         self.template = template or PromptTemplate()
         self.concurrency = concurrency
         self._key = api_key
+        # Which LLM this is, as the gate records its measurement (no secrets): the endpoint
+        # and the model asked for (read before any call fills in the server's first model).
+        self.identity = {"endpoint": backend.endpoint, "model": backend.model}
 
     def prompts(self, vectors: np.ndarray, retrieval: Sequence[Prediction]) -> list[Prompt]:
         """Return the prompt of each query; ``retrieval`` gives the label priority."""

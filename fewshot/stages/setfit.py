@@ -26,11 +26,16 @@ HEAD_JSON = "head.json"
 
 @dataclass(frozen=True)
 class Head:
-    """A multinomial logistic regression as plain arrays: ``softmax(x @ coef.T + intercept)``."""
+    """A multinomial logistic regression as plain arrays: ``softmax(x @ coef.T + intercept)``.
+
+    ``temperature`` divides the logits (:mod:`fewshot.calibration`): the answers stay, the
+    confidence is the one the gate's held-out answers support (1: as fitted).
+    """
 
     coef: np.ndarray
     intercept: np.ndarray
     classes: tuple[str, ...]
+    temperature: float = 1.0
 
     @classmethod
     def fit(
@@ -53,6 +58,7 @@ class Head:
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
         """Return (n, n_classes) probabilities, columns in ``classes`` order."""
         logits = np.asarray(vectors, dtype=np.float64) @ self.coef.T + self.intercept
+        logits /= self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
@@ -93,7 +99,11 @@ class SetFitModel:
         self.body.save(str(path / BODY_DIR), create_model_card=False, safe_serialization=True)
         arrays = {"coef": self.head.coef, "intercept": self.head.intercept}
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / HEAD_ARRAYS))
-        meta = {"format": HEAD_FORMAT, "classes": list(self.head.classes)}
+        meta = {
+            "format": HEAD_FORMAT,
+            "classes": list(self.head.classes),
+            "temperature": self.head.temperature,
+        }
         (path / HEAD_JSON).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -116,7 +126,13 @@ class SetFitModel:
                 f"{path}: the model's head is missing or unreadable ({err}); roll back to "
                 "another version with `fewshot rollback` or retrain with `fewshot train --force`."
             ) from err
-        head = Head(arrays["coef"], arrays["intercept"], tuple(meta["classes"]))
+        temperature = meta.get("temperature", 1.0)  # a head saved before calibration: 1
+        if not isinstance(temperature, (int, float)) or not 0.01 <= temperature <= 100:
+            raise WorkspaceError(
+                f"{path / HEAD_JSON}: expected a temperature between 0.01 and 100, found "
+                f"{temperature!r}; retrain with `fewshot train --force`."
+            )
+        head = Head(arrays["coef"], arrays["intercept"], tuple(meta["classes"]), temperature)
         if meta.get("format") != HEAD_FORMAT or head.coef.shape[0] != len(head.classes):
             raise WorkspaceError(
                 f"{path / HEAD_JSON}: expected head format {HEAD_FORMAT} with one coefficient "

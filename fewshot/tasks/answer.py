@@ -3,8 +3,10 @@
 1. The retrieval stage answers every text from its nearest labeled examples.
 2. A configured LLM (``llm_url``, ``FEWSHOT_LLM_URL`` or an explicit
    :class:`~fewshot.backends.LLMSettings`) answers instead, with the same neighbours as its
-   demonstrations; a failure falls back to the retrieval answer and says so. The gate
-   cannot measure an LLM without spending calls, so SetFit never takes over from it.
+   demonstrations; a failure falls back to the retrieval answer and says so. The newest
+   training measured it against the local stage on the gate's held-out texts
+   (:mod:`fewshot.tasks.llm_gate`): when it was not measurably better, the local stage
+   answers instead (an LLM never measured, or given explicitly, answers as asked).
 3. Otherwise a serving SetFit version answers, except for labels it never saw, which
    retrieval keeps (:func:`fewshot.policy.answer`). When its files are gone or damaged,
    retrieval answers, with ``fallback: "model vN unavailable"`` in each record.
@@ -29,9 +31,10 @@ from fewshot.corpus import Corpus
 from fewshot.dataio import clean_text
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.settings import STAGES
-from fewshot.stages.llm import PromptPreview, configured, preview
+from fewshot.stages.llm import LLMStage, PromptPreview, configured, preview
 from fewshot.stages.retrieval import RetrievalStage, Vote
 from fewshot.storage.registry import Registry
+from fewshot.tasks import llm_gate
 from fewshot.values import Prediction
 
 LLMChoice = LLMSettings | bool | None
@@ -119,7 +122,7 @@ def classify(
         return found.predictions
     if stage in ("auto", "llm"):
         llm_stage = configured(found.stage.memory, values, llm, k)
-        if llm_stage is not None:
+        if llm_stage is not None and (stage == "llm" or _llm_serves(registry, llm_stage, llm)):
             return llm_stage.predict(found.vectors, found.predictions, explain, progress)
         if stage == "llm":
             raise ConfigError(
@@ -132,6 +135,14 @@ def classify(
     if served is None and stage != "auto":
         return [replace(p, fallback="no SetFit model serves") for p in found.predictions]
     return found.predictions if served is None else served
+
+
+def _llm_serves(registry: Registry, stage: LLMStage, llm: LLMChoice) -> bool:
+    """Whether the LLM answers under stage ``auto``: unless measured and not better."""
+    if isinstance(llm, LLMSettings):  # given for this call: the user asked for it
+        return True
+    measured = llm_gate.decision(registry, stage.identity)
+    return measured is None or bool(measured["serves"])
 
 
 def _version(registry: Registry, stage: str) -> int | None:

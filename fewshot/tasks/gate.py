@@ -13,6 +13,11 @@ serving stage is scored on the same held-out examples: retrieval as above; a ser
 version on those it never saw (they are held out first), when there are at least
 ``gate_folds`` of them, else by retrieval's figure.
 
+**Calibration.** The first phase's candidate answers the held-out texts with probabilities
+the head gave them, before it saw them: the kept model's head is tempered by the temperature
+that fits those answers best, shrunk towards 1 when they are few
+(:mod:`fewshot.calibration`; the head is under-confident otherwise).
+
 The gate never sees the workspace: it gets the examples, their stored vectors, the serving
 version and a way to load it. The decision is :func:`fewshot.policy.promote`: a higher
 held-out accuracy, or the same accuracy and a better :func:`fewshot.metrics.pair_ranking`
@@ -24,12 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from fewshot import policy
+from fewshot.calibration import fit_temperature, shrunk
 from fewshot.metrics import pair_ranking
 from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, with_head
 from fewshot.stages.retrieval import Memory, RetrievalStage
@@ -72,6 +78,7 @@ class Gate:
     answers: tuple[str, ...] = ()  # the candidate's answers (none when it was not scored)
     retrieval_answers: tuple[Prediction, ...] = ()  # retrieval's (on the rest), per held-out
     losses: tuple[float, ...] = ()  # the training loss of each step, both phases
+    temperature: tuple[float, int] = (1.0, 0)  # fitted on the candidate's held-out answers, n
 
 
 @dataclass(frozen=True)
@@ -140,13 +147,14 @@ def held_out_then_continue(
     by_retrieval = RetrievalStage(memory).predict([texts[i] for i in test], vectors[test])
     answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
     ranking = np.full(len(test), np.nan)
+    temperature = (1.0, 0)
     torch.manual_seed(config.random_state)
     fit_rest = [i for i in split.fit if not split.held[i]]
     losses: list[float] = []
     if split.first > 0:
         rest_texts, rest_fit_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
         fine_tune(body, rest_texts, rest_fit_labels, run, split.first, losses=losses)
-        answers, ranking = _candidate_on(
+        answers, ranking, temperature = _candidate_on(
             body, examples, rest, test, trained_labels, by_retrieval, confidence, config
         )
     fit_texts, fit_labels = [texts[i] for i in split.fit], [labels[i] for i in split.fit]
@@ -164,8 +172,11 @@ def held_out_then_continue(
         answers=tuple(a.label for a in answers) if split.first > 0 else (),
         retrieval_answers=tuple(by_retrieval),
         losses=tuple(losses),
+        temperature=temperature,
     )
-    return with_head(body, fit_texts, fit_labels, config.random_state), gate
+    model = with_head(body, fit_texts, fit_labels, config.random_state)
+    calibrated = replace(model.head, temperature=shrunk(*temperature))
+    return SetFitModel(model.body, calibrated), gate
 
 
 def _first_phase(budget: int, n_fit: int, n_rest: int, rest_labels: int) -> int:
@@ -185,7 +196,7 @@ def _candidate_on(
     retrieval: list[Prediction],
     confidence: float,
     config: SetFitConfig,
-) -> tuple[list[Prediction], np.ndarray]:
+) -> tuple[list[Prediction], np.ndarray, tuple[float, int]]:
     """Score the first phase's candidate on the held-out part (``test``).
 
     A head is fitted on the rest's examples of the trained labels under ``body``; the
@@ -194,7 +205,8 @@ def _candidate_on(
     against the rest under ``body``.
 
     Returns:
-        The answers and the rankings, in ``test`` order.
+        The answers and the rankings, in ``test`` order, and the head's temperature fitted
+        on the answers to the held-out texts of the labels it learned, with their number.
     """
     rest_vectors = encode_body(body, [examples[i].text for i in rest])
     test_vectors = encode_body(body, [examples[i].text for i in test])
@@ -202,11 +214,13 @@ def _candidate_on(
     trained = [k for k, label in enumerate(rest_labels) if label in trained_labels]
     head = Head.fit(rest_vectors[trained], [rest_labels[k] for k in trained], config.random_state)
     texts = [examples[i].text for i in test]
-    answers = policy.answer(
-        head.classes, head.predict_proba(test_vectors), texts, retrieval, confidence
-    )
+    proba = head.predict_proba(test_vectors)
+    answers = policy.answer(head.classes, proba, texts, retrieval, confidence)
     gold = [examples[i].label for i in test]
-    return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels)
+    own = [k for k, label in enumerate(gold) if label in head.classes]
+    truth = np.asarray([head.classes.index(gold[k]) for k in own], dtype=np.int64)
+    temperature = (fit_temperature(proba[own], truth), len(own))
+    return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels), temperature
 
 
 def unseen_by_serving(
@@ -258,6 +272,7 @@ def serving_figure(
         baseline_ranking=mean_defined(gate.retrieval_ranking) if serving is None else None,
         ranking_compared=mean_defined(gate.candidate_ranking),
         compared_on=len(gate.held_out),
+        right=tuple(gate.retrieval.astype(float)),
     )
 
 
@@ -278,6 +293,8 @@ def _against_version(
         model.classes, model.head.predict_proba(vectors), texts, fallback, confidence
     )
     right = np.asarray([a.label == e.label for a, e in zip(answers, chosen)])
+    per_text = np.full(len(gate.held_out), np.nan)
+    per_text[mine] = right
     rest = [examples[i] for i in gate.rest]
     ranking = pair_ranking(
         vectors, [e.label for e in chosen], model.encode([e.text for e in rest]),
@@ -291,6 +308,7 @@ def _against_version(
         baseline_ranking=mean_defined(ranking),
         ranking_compared=mean_defined(gate.candidate_ranking[mine]),
         compared_on=len(mine),
+        right=tuple(per_text),
     )
 
 

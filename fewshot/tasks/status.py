@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from fewshot.backends.base import resolve
+from fewshot.backends.base import load, resolve
 from fewshot.corpus import Corpus
+from fewshot.errors import ConfigError
 from fewshot.storage.registry import Registry
-from fewshot.tasks import train
+from fewshot.tasks import llm_gate, train
 
 
 def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dict[str, Any]:
     """Return the workspace's state (the ``status`` contract of the README).
 
     ``stage`` is who answers ``classify`` now: the pinned stage (setting ``stage``), else
-    the LLM when a URL is set, else a serving SetFit version whose files are there, else
-    retrieval.
+    the LLM when a URL is set (unless the newest training measured it and it was not better
+    than the local stage: ``llm``, its figures), else a serving SetFit version whose files
+    are there, else retrieval.
     """
     serving = registry.serving()
     problem = None if serving is None else registry.problem(serving.version)
-    stored = corpus.store.settings()
+    local = "retrieval" if serving is None or problem else "setfit"
+    config = resolve(None, values)
+    measured = None
+    if config is not None:
+        with contextlib.suppress(ConfigError):  # an unknown backend: classify says so
+            identity = {"endpoint": load(config).endpoint, "model": config.model}
+            measured = llm_gate.decision(registry, identity)
     if values["stage"] == "setfit":  # pinned: retrieval answers while no usable model serves
-        stage = "retrieval" if serving is None or problem else "setfit"
+        stage = local
     elif values["stage"] != "auto":
         stage = str(values["stage"])
-    elif resolve(None, stored) is not None:
+    elif config is not None and (measured is None or measured["serves"]):
         stage = "llm"
     else:
-        stage = "retrieval" if serving is None or problem else "setfit"
+        stage = local
     return {
         "path": str(corpus.path),
         "examples": corpus.count(),
@@ -39,6 +48,7 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
         "model": None if serving is None else serving.version,
         "model_problem": problem,
         "models": [m.to_dict() for m in registry.versions()],
+        "llm": None if config is None else {"measured": measured is not None, **(measured or {})},
         **train.under_way(corpus.path),  # training, training_progress
         "training_due": train.due(corpus, registry, values),
     }

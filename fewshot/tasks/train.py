@@ -29,13 +29,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from fewshot import policy
 from fewshot.corpus import Corpus
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.stages.finetune import Run, SetFitConfig, fresh_body
+from fewshot.stages.llm import configured
 from fewshot.stages.setfit import SetFitModel
 from fewshot.storage.registry import ModelVersion, Registry
-from fewshot.tasks import gate
+from fewshot.tasks import gate, llm_gate
 from fewshot.tasks import progress as meter
 from fewshot.values import Example, TrainReport
 
@@ -191,10 +194,11 @@ def _train(
         serving = None  # its files are gone: retrieval answers, the candidate faces it
     unseen = gate.unseen_by_serving(serving, examples, trained_labels)
     folds = int(values["gate_folds"])
+    vectors = corpus.vectors(examples)
     model, measured = gate.held_out_then_continue(
         fresh_body(resolve_model(corpus.encoder.model)),
         examples,
-        corpus.vectors(examples),
+        vectors,
         trained_labels,
         unseen,
         folds,
@@ -213,6 +217,19 @@ def _train(
         verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
     _save(model, registry, version, run.workdir)
+    local = (f"setfit:v{version}", measured.candidate.astype(float))
+    if not verdict.promoted:
+        local = (figures.baseline, np.asarray(figures.right, dtype=float))
+    llm = llm_gate.measure(
+        examples,
+        vectors,
+        measured.held_out,
+        measured.rest,
+        local,
+        lambda memory: configured(memory, values, None, int(values["k"])),
+        int(values["gate_llm_max_calls"]),
+        run.config.random_state,
+    )
     metrics = {
         "held_out_accuracy": float(measured.candidate.mean()),
         "retrieval_held_out_accuracy": float(measured.retrieval.mean()),
@@ -222,6 +239,9 @@ def _train(
         **figures.to_dict(),
         "gate": verdict.reason,
         "guard": guard,
+        "llm": llm,
+        "head_temperature": model.head.temperature,
+        "head_temperature_fitted": list(measured.temperature),
         "loss_first": measured.losses[0] if measured.losses else None,
         "loss_last": measured.losses[-1] if measured.losses else None,
         **_recipe(run.config, folds, measured.steps),
