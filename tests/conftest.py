@@ -14,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from chat_server import ChatServer
+
 from fewshot.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,23 @@ def read_dataset(name: str, split: str) -> list[dict[str, str]]:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared evaluation datasets are not on this machine")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+LLM_ENV = ("FEWSHOT_LLM_URL", "FEWSHOT_LLM_MODEL", "FEWSHOT_LLM_API_KEY", "OPENAI_API_KEY")
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No LLM setting or key from the environment (use with ``pytest.mark.usefixtures``)."""
+    for name in LLM_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    """The local chat-completions server (tests/chat_server.py), started and stopped."""
+    with ChatServer() as chat:
+        yield chat
 
 
 @pytest.fixture

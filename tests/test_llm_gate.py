@@ -16,7 +16,6 @@ right on a known share of texts, so the expected choice is known before the run:
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +38,7 @@ TWINS = {**{t: "plain" for t in PLAIN}, **{t + " Thanks.": "polite" for t in PLA
 OTHER = {"plain": "polite", "polite": "plain"}
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FEWSHOT_LLM_URL", "FEWSHOT_LLM_MODEL", "FEWSHOT_LLM_API_KEY", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    with ChatServer() as chat:
-        yield chat
+pytestmark = pytest.mark.usefixtures("no_llm_env")
 
 
 def posts(server: ChatServer) -> list[Recorded]:
