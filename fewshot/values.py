@@ -48,7 +48,8 @@ class Prediction:
 
     With abstention on (:mod:`fewshot.stages.scope`), ``abstained`` says whether the text was
     refused: then ``label`` is None and ``best_label`` the label it would have had.
-    ``in_scope`` is the text's in-scope score (None when the labeled set is too small).
+    ``in_scope`` is the text's in-scope score (None when the labeled set is too small); the
+    record (:meth:`to_dict`) shows these three only with abstention on.
     """
 
     text: str
@@ -77,12 +78,12 @@ class Prediction:
             "stage": self.stage,
             "scores": {label: round(score, 6) for label, score in self.scores.items()},
         }
-        if self.abstained is not None:
+        if self.abstained is not None:  # abstention on: records as before otherwise
             record["abstained"] = self.abstained
-        if self.abstained:
-            record["best_label"] = self.best_label
-        if self.in_scope is not None:
-            record["in_scope"] = round(self.in_scope, 6)
+            if self.abstained:
+                record["best_label"] = self.best_label
+            if self.in_scope is not None:
+                record["in_scope"] = round(self.in_scope, 6)
         if self.fallback is not None:
             record["fallback"] = self.fallback
         if self.neighbors is not None:
