@@ -21,7 +21,11 @@ Figures per cell: in-scope accuracy (right label and not refused, over in-scope 
 share of in-scope rows refused, out-of-scope recall and precision, and the AUROC of the
 score (in-scope rows ranked above out-of-scope ones).
 
-    python benchmarks/open_set.py --datasets trec6,emotion,ag_news,hwu64 --n 8,64 --seeds 0,1,2,3,4
+The score was chosen on seeds 0-2 of trec6, emotion, ag_news and hwu64 (against
+max-cosine, confidence, prototype, the mean of the 3 nearest and other sums); seeds 3-4
+and sst5 (one of its five levels held back) played no part in the choice.
+
+    python benchmarks/open_set.py --n 8,64 --seeds 0,1,2,3,4   # every dataset above
 """
 
 from __future__ import annotations
@@ -34,7 +38,23 @@ import numpy as np
 from common import DEFAULT_CACHE, DEFAULT_DATA, HERE, EmbeddingCache, read_split, sample_support
 from common import write_json as write
 
-DATASETS = ("trec6", "emotion", "ag_news", "hwu64")
+PROTOCOL = (
+    "Generated from `benchmarks/open_set.json` (`benchmarks/open_set.py`, retrieval stage, "
+    "all-MiniLM-L6-v2). For each dataset and seed (0-4), a quarter of the labels (rounded, at "
+    "least one; drawn with seed 1000 + seed) are held back as unknown; N examples of each "
+    "other label are drawn from train as in the accuracy grid; the whole test split (at most "
+    "2,000 rows) is answered. Rows of a known label are in scope; rows of an unknown label "
+    "must be refused. Each method sets its threshold from the support set alone: the labeled "
+    "examples are scored leave-one-out and a text is refused when fewer than 5% of them "
+    "(`abstain_target`) score below it. `fewshot` is the shipped in-scope score "
+    "(nearest-prototype cosine plus calibrated confidence, each standardised on those "
+    "leave-one-out scores: `fewshot/stages/scope.py`); `max-cosine` (the baseline) is the "
+    "maximum cosine similarity to the labeled set; `confidence` and `prototype` are the two "
+    "parts of fewshot's score alone. In-scope accuracy counts a refusal as wrong; figures "
+    "x 100, mean ± std over seeds. The score was chosen on seeds 0-2 of trec6, emotion, "
+    "ag_news and hwu64 (the same test splits); seeds 3-4 and sst5 took no part in the choice."
+)
+DATASETS = ("trec6", "emotion", "ag_news", "hwu64", "sst5")
 METHODS = ("fewshot", "max-cosine", "confidence", "prototype")
 SHARE_UNKNOWN = 0.25
 TARGET = 0.05
@@ -113,6 +133,7 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
         "n_per_label": n,
         "seed": seed,
         "unknown": unknown,
+        "labels": len(set(labels)),
         "test_in_scope": int((~oos).sum()),
         "test_out_of_scope": int(oos.sum()),
         "closed_set_accuracy": float(right[~oos].mean()),
@@ -120,6 +141,71 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
     for name in METHODS:
         record[name] = figures(np.asarray(scored[name]), right, oos)
     return record
+
+
+def _mean(records: list[dict[str, Any]], method: str, key: str) -> str:
+    values = [r[method][key] for r in records if r[method][key] is not None]
+    if not values:
+        return "n/a"
+    spread = f" ± {100 * np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{100 * np.mean(values):.1f}{spread}"
+
+
+def section(records: list[dict[str, Any]]) -> list[str]:
+    """Return the RESULTS.md section of ``open_set.json``'s records (``report.py``)."""
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["dataset"], r["n_per_label"]), []).append(r)
+    head = [
+        "| dataset | N | unknown labels | method | in-scope accuracy | in-scope refused | "
+        "OOS recall | OOS precision | AUROC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows, auroc_rows, wins = [], [], 0
+    for (dataset, n), group in sorted(cells.items(), key=lambda c: (c[0][1], c[0][0])):
+        unknown = f"{len(group[0]['unknown'])} of {group[0]['labels']}"
+        for method in ("fewshot", "max-cosine"):
+            figures = [_mean(group, method, key) for key in _KEYS]
+            rows.append(f"| {dataset} | {n} | {unknown} | {method} | {' | '.join(figures)} |")
+        auroc_rows.append(
+            f"| {dataset} | {n} | {len(group)} | "
+            + " | ".join(_mean(group, m, "auroc") for m in METHODS)
+            + f" | {100 * np.mean([r['closed_set_accuracy'] for r in group]):.1f} |"
+        )
+        wins += _mean_of(group, "fewshot") > _mean_of(group, "max-cosine")
+    return [
+        *head,
+        *rows,
+        "",
+        "AUROC of each score (x 100, mean ± std over seeds) and the closed-set accuracy of the "
+        "same answers on the in-scope rows:",
+        "",
+        "| dataset | N | seeds | " + " | ".join(METHODS) + " | closed-set accuracy |",
+        "|---|---|---|" + "---|" * (len(METHODS) + 1),
+        *auroc_rows,
+        "",
+        f"fewshot's score has the higher mean AUROC than the max-cosine baseline in {wins} of "
+        f"{len(cells)} cells; {_paired(records)}",
+        "",
+    ]
+
+
+def _paired(records: list[dict[str, Any]]) -> str:
+    """The paired comparison of the AUROCs over every support set, as a sentence."""
+    gaps = [r["fewshot"]["auroc"] - r["max-cosine"]["auroc"] for r in records]
+    higher = sum(g > 0 for g in gaps)
+    mean, spread = 100 * np.mean(gaps), 100 * np.std(gaps, ddof=1)
+    return (
+        f"paired over the {len(gaps)} support sets, its AUROC is higher in {higher} "
+        f"(mean difference {mean:+.1f} points, std {spread:.1f})."
+    )
+
+
+_KEYS = ("in_scope_accuracy", "in_scope_refused", "oos_recall", "oos_precision", "auroc")
+
+
+def _mean_of(records: list[dict[str, Any]], method: str) -> float:
+    return float(np.mean([r[method]["auroc"] for r in records]))
 
 
 def main() -> None:

@@ -522,6 +522,17 @@ def speed_section(path: Path) -> list[str]:
     return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
 
+def open_set_section(path: Path) -> list[str]:
+    """The abstention benchmark (``benchmarks/open_set.py``), when its records are there."""
+    if not path.exists():
+        return []
+    from open_set import PROTOCOL, section
+
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return ["## Open set: refusing texts of unknown labels (abstention)", "", PROTOCOL, "",
+            *section(records)]  # fmt: skip
+
+
 def render(
     records: list[dict[str, Any]],
     speed: Path,
@@ -593,6 +604,7 @@ def render(
     lines += ["fewshot's training time over plain setfit's, on the same support set, the same "
               "machine and in the same run:", "", *time_ratios(cells)]  # fmt: skip
     lines += ["## Speed", "", *speed_section(speed)]
+    lines += open_set_section(HERE / "open_set.json")
     lines += ["## Missing cells", "", *missing(records)]
     return "\n".join(lines)
 

@@ -162,6 +162,7 @@ def test_eval_scores_out_of_scope_rows(store: Path, tmp_path: Path) -> None:
         *NEAR,
         ("The app crashes when I open the settings page", "technical"),
         ("How do I change the email address on my account?", "account"),
+        ("The website keeps showing an error when I open the cart", "technical"),
     ]
     path = tmp_path / "eval.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -183,7 +184,7 @@ def test_eval_scores_out_of_scope_rows(store: Path, tmp_path: Path) -> None:
     assert got["recall"] == pytest.approx(refused[oos].mean())
     assert got["precision"] == pytest.approx((refused & oos).sum() / refused.sum())
     assert got["auroc"] == pytest.approx(roc_auc_score(~oos, scores))
-    assert got["in_scope"]["n"] == 4
+    assert got["in_scope"]["n"] == 5  # not 4: a swap of the two sides would show
     assert got["in_scope"]["accuracy"] == pytest.approx(right[~oos].mean())
     assert got["in_scope"]["refused"] == pytest.approx(refused[~oos].mean())
     assert got["recall"] == 1.0 and got["in_scope"]["accuracy"] == 1.0  # the built-in outcome
