@@ -191,6 +191,12 @@ def test_eval_scores_out_of_scope_rows(store: Path, tmp_path: Path) -> None:
     assert report["abstained"] == int(refused.sum())
     code, out = run(store, "eval", str(path), "--format", "table")
     assert code == 0 and "out of scope: 4 rows, recall=1.000" in out
+    code, out = run(store, "eval", str(path), "--compare", "--format", "json")
+    assert code == 0
+    (compared,) = json.loads(out)  # retrieval only: no model, no LLM
+    assert compared["out_of_scope"] == got
+    code, out = run(store, "eval", str(path), "--compare", "--format", "table")
+    assert code == 0 and "AUROC" in out and "OOS" in out
 
 
 def test_auroc_matches_scikit_learn() -> None:

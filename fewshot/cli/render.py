@@ -329,11 +329,16 @@ def compare_table(reports: Sequence[dict[str, Any]]) -> Any:
     first = reports[0]
     table = Table(title=Text(f"{first['path']}: {first['n']} texts, every stage"))
     table.add_column("stage")
-    for name in ("accuracy", "macro-F1", "ECE", "texts/s", "LLM calls"):
+    scoped = first.get("out_of_scope") is not None
+    extra = ("in-scope accuracy", "OOS recall", "AUROC") if scoped else ()
+    for name in ("accuracy", "macro-F1", "ECE", "texts/s", "LLM calls", *extra):
         table.add_column(name, justify="right")
     for r in reports:
+        oos = r.get("out_of_scope") or {}
+        cells = [oos["in_scope"]["accuracy"], oos["recall"], oos["auroc"]] if scoped else []
         table.add_row(
             Text(r["stage"]), f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}", f"{r['ece']:.3f}",
             f"{r['texts_per_second']:.1f}", str(r["llm_calls"]),
+            *("n/a" if c is None else f"{c:.3f}" for c in cells),
         )  # fmt: skip
     return table

@@ -135,6 +135,13 @@ class Memory:
         self.classes: list[str] = sorted(set(labels))
         self.prototypes = prototypes(vectors, labels, self.classes) if labels else np.zeros((0, 0))
         self._temperatures: dict[Vote, float] = {}
+        self._loo: dict[Vote, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def loo(self, vote: Vote) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return :func:`leave_one_out_sims` of ``vote`` on this labeled set (cached)."""
+        if vote not in self._loo:
+            self._loo[vote] = leave_one_out_sims(self, vote)
+        return self._loo[vote]
 
     def temperature(self, vote: Vote) -> float:
         """Return the calibration temperature of ``vote`` on this labeled set (cached).
@@ -143,7 +150,8 @@ class Memory:
         when they are few (:mod:`fewshot.calibration`).
         """
         if vote not in self._temperatures:
-            scores, truth = leave_one_out(self, vote)
+            plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)
+            scores, truth, _ = self.loo(plain)
             self._temperatures[vote] = shrunk(fit_temperature(scores, truth), len(truth))
         return self._temperatures[vote]
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from fewshot.calibration import rescale
-from fewshot.stages.retrieval import Memory, RetrievalStage, Vote, leave_one_out_sims
+from fewshot.stages.retrieval import Memory, RetrievalStage, Vote
 from fewshot.values import Prediction
 
 DEFAULT_TARGET = 0.05
@@ -85,18 +85,28 @@ class Scope:
         return {"threshold": round(self.threshold(target), 6), "scored": self.scored}
 
 
-def parts(memory: Memory, vote: Vote, vectors: np.ndarray, temperature: float) -> np.ndarray:
-    """Return (n, 2): each query's nearest-prototype similarity and calibrated confidence."""
-    stage = RetrievalStage(memory, replace(vote, calibration=temperature))
-    scores, _ = stage.scores(vectors)
+def parts(
+    memory: Memory,
+    vote: Vote,
+    vectors: np.ndarray,
+    temperature: float,
+    confidence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return (n, 2): each query's nearest-prototype similarity and calibrated confidence.
+
+    ``confidence``: the calibrated top scores when the caller has them (no second vote).
+    """
+    if confidence is None:
+        stage = RetrievalStage(memory, replace(vote, calibration=temperature))
+        confidence = stage.scores(vectors)[0].max(axis=1)
     proto = (vectors @ memory.prototypes.T).max(axis=1)
-    return np.stack([proto, scores.max(axis=1)], axis=1)
+    return np.stack([proto, np.asarray(confidence, dtype=np.float64)], axis=1)
 
 
 def _loo_parts(memory: Memory, vote: Vote, temperature: float) -> np.ndarray:
     """Return the same parts for the labeled examples, each scored without itself."""
     plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)
-    scores, truth, proto = leave_one_out_sims(memory, plain)
+    scores, truth, proto = memory.loo(plain)
     if len(truth) == 0:
         return np.zeros((0, 2))
     confidence = rescale(scores, temperature).max(axis=1)
@@ -132,12 +142,18 @@ def _fit(memory: Memory, vote: Vote) -> Scope | None:
     return replace(scope, loo=np.sort(scope.raw(loo)))
 
 
-def scored(memory: Memory, vote: Vote, vectors: np.ndarray) -> np.ndarray | None:
-    """Return the in-scope score of each query, or None when no scope can be fitted."""
+def scored(
+    memory: Memory, vote: Vote, vectors: np.ndarray, confidence: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Return the in-scope score of each query, or None when no scope can be fitted.
+
+    ``confidence``: the queries' top scores under the calibrated ``vote``, if known.
+    """
     scope = fit(memory, vote)
     if scope is None:
         return None
-    return scope.in_scope(scope.raw(parts(memory, vote, vectors, scope.temperature)))
+    measured = parts(memory, vote, vectors, scope.temperature, confidence)
+    return scope.in_scope(scope.raw(measured))
 
 
 def judge(

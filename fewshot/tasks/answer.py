@@ -120,7 +120,8 @@ def classify(
     calibrate = values["calibration"] != "off"
     found = retrieve(corpus, cleaned, ask.k, ask.explain, ask.progress, calibrate)
     answers = _answer(corpus, registry, values, cleaned, ask, found)
-    in_scope = scope.scored(found.stage.memory, found.stage.vote, found.vectors)
+    top = np.asarray([p.confidence for p in found.predictions]) if calibrate else None
+    in_scope = scope.scored(found.stage.memory, found.stage.vote, found.vectors, top)
     abstain = values.get("abstain") == "on"
     target = float(values.get("abstain_target", scope.DEFAULT_TARGET))
     return scope.judge(answers, in_scope, abstain, target)
