@@ -25,6 +25,16 @@ from common import DEFAULT_CACHE, DEFAULT_DATA, HERE, EmbeddingCache, read_split
 from common import write_json as write
 from open_set import MODEL, TARGET, figures, unknown_labels
 
+NOTE = (
+    "`benchmarks/open_set_setfit.py`: the same open-set support sets, a SetFit model trained "
+    "on each (the default recipe) answering the test split. `base` is "
+    "fewshot's in-scope score over the base encoder, the rule `classify` applies whoever "
+    "answers; `fine-tuned` is the same score under the model's fine-tuned encoder, its "
+    "threshold set leave-one-out on the same examples the encoder was trained on; `head "
+    "probability` is the head's top probability (AUROC only: the head saw every example, so "
+    "no unseen score could set its threshold). Target 5%."
+)
+
 
 def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> dict[str, Any]:
     """Train SetFit on one open-set support set and score each in-scope score."""
@@ -69,6 +79,26 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
     for name, score in scores.items():
         record[name] = figures(np.asarray(score), right, oos)
     return record
+
+
+def section(records: list[dict[str, Any]]) -> list[str]:
+    """Return the RESULTS.md lines of ``open_set_setfit.json``'s records (``report.py``)."""
+    out = [
+        "| dataset | N | seed | SetFit closed-set accuracy | score | in-scope refused | "
+        "OOS recall | AUROC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        start = f"| {r['dataset']} | {r['n_per_label']} | {r['seed']} | "
+        start += f"{100 * r['closed_set_accuracy']:.1f} | "
+        for name in ("base", "fine-tuned"):
+            f = r[name]
+            out.append(
+                f"{start}{name} | {100 * f['in_scope_refused']:.1f} | "
+                f"{100 * f['oos_recall']:.1f} | {100 * f['auroc']:.1f} |"
+            )
+        out.append(f"{start}head probability | - | - | {100 * r['head_auroc']:.1f} |")
+    return out
 
 
 def main() -> None:

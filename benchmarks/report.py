@@ -523,14 +523,25 @@ def speed_section(path: Path) -> list[str]:
 
 
 def open_set_section(path: Path) -> list[str]:
-    """The abstention benchmark (``benchmarks/open_set.py``), when its records are there."""
+    """Issue 16's figures: the open-set benchmark, its SetFit check, the label-name priors."""
     if not path.exists():
         return []
-    from open_set import PROTOCOL, section
+    import label_priors
+    import open_set
+    import open_set_setfit
 
-    records = json.loads(path.read_text(encoding="utf-8"))
-    return ["## Open set: refusing texts of unknown labels (abstention)", "", PROTOCOL, "",
-            *section(records)]  # fmt: skip
+    def read(file: Path) -> list[dict[str, Any]]:
+        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else []
+
+    lines = ["## Open set: refusing texts of unknown labels (abstention)", "", open_set.PROTOCOL,
+             "", *open_set.section(read(path))]  # fmt: skip
+    if checked := read(HERE / "open_set_setfit.json"):
+        lines += ["### With a SetFit model answering", "", open_set_setfit.NOTE, "",
+                  *open_set_setfit.section(checked), ""]  # fmt: skip
+    if priors := read(HERE / "experiments" / "label_priors.json"):
+        lines += ["## Label names as priors (experiment; not a feature yet)", "",
+                  label_priors.NOTE, "", *label_priors.section(priors), ""]  # fmt: skip
+    return lines
 
 
 def render(
