@@ -110,7 +110,7 @@ def test_the_threshold_follows_the_target_and_the_labeled_set(ws: Workspace) -> 
     assert after["scored"] == 25 and after["threshold"] != before["threshold"]
 
 
-def test_too_few_examples_set_no_threshold_and_refuse_nothing(store: Path, tmp_path: Path) -> None:
+def test_too_few_examples_set_no_threshold_and_refuse_nothing(tmp_path: Path) -> None:
     with Workspace.create(tmp_path / "small") as small:
         small.add(["I want a refund", "Where is my parcel?"], ["refund", "shipping"])
         small.config("abstain", "on")
