@@ -522,6 +522,28 @@ def speed_section(path: Path) -> list[str]:
     return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
 
+def open_set_section(path: Path) -> list[str]:
+    """Issue 16's figures: the open-set benchmark, its SetFit check, the label-name priors."""
+    if not path.exists():
+        return []
+    import label_priors
+    import open_set
+    import open_set_setfit
+
+    def read(file: Path) -> list[dict[str, Any]]:
+        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else []
+
+    lines = ["## Open set: refusing texts of unknown labels (abstention)", "", open_set.PROTOCOL,
+             "", *open_set.section(read(path))]  # fmt: skip
+    if checked := read(HERE / "open_set_setfit.json"):
+        lines += ["### With a SetFit model answering", "", open_set_setfit.NOTE, "",
+                  *open_set_setfit.section(checked), ""]  # fmt: skip
+    if priors := read(HERE / "experiments" / "label_priors.json"):
+        lines += ["## Label names as priors (experiment; not a feature yet)", "",
+                  label_priors.NOTE, "", *label_priors.section(priors), ""]  # fmt: skip
+    return lines
+
+
 def render(
     records: list[dict[str, Any]],
     speed: Path,
@@ -593,6 +615,7 @@ def render(
     lines += ["fewshot's training time over plain setfit's, on the same support set, the same "
               "machine and in the same run:", "", *time_ratios(cells)]  # fmt: skip
     lines += ["## Speed", "", *speed_section(speed)]
+    lines += open_set_section(HERE / "open_set.json")
     lines += ["## Missing cells", "", *missing(records)]
     return "\n".join(lines)
 

@@ -182,4 +182,4 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         items = self._texts(texts)
         predictions = stage.predict(items, self.encoder_.encode(items))
         position = {stage.memory.classes[c]: j for j, c in enumerate(columns)}
-        return np.asarray(self.classes_[[position[p.label] for p in predictions]])
+        return np.asarray(self.classes_[[position[p.best] for p in predictions]])

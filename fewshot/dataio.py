@@ -144,10 +144,24 @@ def _field(path: Path, number: int, row: dict[str, Any], name: str, what: str) -
     return clean_text(row[name], what, where)
 
 
+def _empty(row: dict[str, Any], name: str, fmt: str) -> bool:
+    """Whether ``row`` has an empty ``name`` field (JSONL: also null; CSV: not a short row)."""
+    if name not in row or (row[name] is None and fmt != "jsonl"):
+        return False
+    return row[name] is None or (isinstance(row[name], str) and not row[name].strip())
+
+
 def read_labeled(
-    path: Path, text_field: str = "text", label_field: str = "label"
+    path: Path, text_field: str = "text", label_field: str = "label", empty_label: bool = False
 ) -> list[tuple[str, str, int]]:
     """Read a labeled CSV / TSV / JSONL file.
+
+    Args:
+        path: The file.
+        text_field: The text column.
+        label_field: The label column.
+        empty_label: Read an empty (or null) label as ``""`` (``eval``: an out-of-scope row)
+            instead of refusing it.
 
     Returns:
         ``(text, label, line)`` for every row, in file order.
@@ -160,7 +174,9 @@ def read_labeled(
     rows = [
         (
             _field(path, number, row, text_field, "text"),
-            _field(path, number, row, label_field, "label"),
+            ""
+            if empty_label and _empty(row, label_field, fmt)
+            else _field(path, number, row, label_field, "label"),
             number,
         )
         for number, row in _rows(path, fmt)

@@ -195,10 +195,26 @@ def pair_ranking(
     return out
 
 
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """Return the area under the ROC curve of scores meant to rank ``positive`` above.
+
+    The share of (positive, negative) pairs whose positive score is higher, ties counting a
+    half (the Mann-Whitney statistic); None when either side is empty.
+    """
+    pos = np.asarray(positive, dtype=np.float64)
+    neg = np.sort(np.asarray(negative, dtype=np.float64))
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    below = np.searchsorted(neg, pos, side="left")
+    level = np.searchsorted(neg, pos, side="right") - below
+    return float((below + level / 2).sum() / (len(pos) * len(neg)))
+
+
 __all__ = [
     "Confusion",
     "LabelScore",
     "Metrics",
+    "auroc",
     "confusion",
     "evaluate_labels",
     "matthews",

@@ -5,7 +5,8 @@ it; until then it reads as its default. ``fewshot config`` lists every setting w
 value, its default and where the value came from; ``fewshot config KEY VALUE`` parses and
 checks VALUE here, so a workspace never holds a value that fails later.
 
-Groups: ``retrieval`` (``k``), ``setfit`` (threshold, training recipe, gate), ``llm``
+Groups: ``retrieval`` (``k``), ``abstain`` ("none of these": on/off, its target, the
+out-of-scope label of eval files), ``setfit`` (threshold, training recipe, gate), ``llm``
 (endpoint, model, timeout...; ``FEWSHOT_LLM_URL`` / ``FEWSHOT_LLM_MODEL`` win over the
 stored value) and ``prompt`` (demonstrations and budgets). The encoder (``model``) is chosen
 when the workspace is created; ``fewshot config model NAME_OR_PATH`` points it at another
@@ -32,6 +33,7 @@ from fewshot.embed import DEFAULT_MODEL, Encoder
 from fewshot.errors import ConfigError
 from fewshot.prompt import ORDERS, SELECTIONS, PromptOptions
 from fewshot.stages.retrieval import DEFAULT_K
+from fewshot.stages.scope import DEFAULT_TARGET
 from fewshot.storage.store import Store
 
 TRAIN_MODES = ("auto", "never", "background")
@@ -101,6 +103,24 @@ SETTINGS: dict[str, Setting] = {
     ),
     "stage": _s(
         "retrieval", _choice(STAGES), "auto", "who answers: auto (measured), or one pinned"
+    ),
+    "abstain": _s(
+        "abstain",
+        _choice(("off", "on")),
+        "off",
+        "refuse texts that fit no label (label null, 'none of these')",
+    ),
+    "abstain_target": _s(
+        "abstain",
+        _number(0.001, 0.5),
+        DEFAULT_TARGET,
+        "share of texts like the labeled ones that abstention may refuse",
+    ),
+    "out_of_scope_label": _s(
+        "abstain",
+        _text(),
+        "out of scope",
+        "a label that marks a row of an eval file as out of scope (as an empty label does)",
     ),
     "min_per_label": _s("setfit", _int(1), 8, "examples per label at which SetFit trains"),
     "max_steps": _s("setfit", _int(1), 1000, "step cap of the SetFit model trained"),

@@ -44,16 +44,30 @@ class Neighbor:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one text: label, confidence, the stage that answered, per-label scores."""
+    """The answer for one text: label, confidence, the stage that answered, per-label scores.
+
+    With abstention on (:mod:`fewshot.stages.scope`), ``abstained`` says whether the text was
+    refused: then ``label`` is None and ``best_label`` the label it would have had.
+    ``in_scope`` is the text's in-scope score (None when the labeled set is too small); the
+    record (:meth:`to_dict`) shows these three only with abstention on.
+    """
 
     text: str
-    label: str
+    label: str | None
     confidence: float
     stage: str
     scores: Mapping[str, float]
     neighbors: tuple[Neighbor, ...] | None = None
     fallback: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    abstained: bool | None = None  # None: abstention is off
+    best_label: str | None = None
+    in_scope: float | None = None
+
+    @property
+    def best(self) -> str:
+        """The label the stage ranked first, refused or not."""
+        return str(self.label if self.label is not None else self.best_label)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record of the CLI contract as a JSON-ready dict."""
@@ -64,6 +78,12 @@ class Prediction:
             "stage": self.stage,
             "scores": {label: round(score, 6) for label, score in self.scores.items()},
         }
+        if self.abstained is not None:  # abstention on: records as before otherwise
+            record["abstained"] = self.abstained
+            if self.abstained:
+                record["best_label"] = self.best_label
+            if self.in_scope is not None:
+                record["in_scope"] = round(self.in_scope, 6)
         if self.fallback is not None:
             record["fallback"] = self.fallback
         if self.neighbors is not None:

@@ -341,7 +341,8 @@ class Workspace:
         def classify(texts: list[str]) -> list[Prediction]:
             return self.classify(texts, k=k, progress=progress, llm=llm)
 
-        return evaluate(classify, known, path, text_field, label_field, plot=plot)
+        oos = str(self.settings.value("out_of_scope_label"))
+        return evaluate(classify, known, path, text_field, label_field, plot, oos)
 
     def compare(
         self,
@@ -370,7 +371,8 @@ class Workspace:
             return lambda texts: self.classify(texts, k=k, llm=llm, stage=stage)
 
         known = set(self.corpus.label_counts())
-        return compare({n: run(n) for n in names}, known, path, text_field, label_field)
+        oos = str(self.settings.value("out_of_scope_label"))
+        return compare({n: run(n) for n in names}, known, path, text_field, label_field, None, oos)
 
     def export_rows(self) -> list[dict[str, Any]]:
         """Return the labeled set as rows ``{text, label, source}``, oldest first."""

@@ -192,6 +192,18 @@ def test_classify_answers_from_setfit_exactly_when_status_says_so(ws: Workspace)
     assert [p.stage for p in ws.classify(texts)] == ["retrieval", "retrieval"]
 
 
+def test_a_serving_model_refuses_a_text_far_from_every_label(ws: Workspace) -> None:
+    ws.rollback(1)
+    ws.config("abstain", "on")
+    far = "The volcano erupted and lava flowed down the mountain"  # retrieval: billing
+    refused, *near = ws.classify([far, *QUERIES.values()])
+    assert (refused.stage, refused.label, refused.abstained) == ("setfit", None, True)
+    assert refused.best_label in {"billing", "shipping"} and refused.scores
+    assert [(p.stage, p.label, p.abstained) for p in near] == [
+        ("setfit", label, False) for label in QUERIES
+    ]
+
+
 def test_a_configured_llm_answers_even_while_a_model_serves(ws: Workspace) -> None:
     ws.rollback(1)
     query = QUERIES["billing"]

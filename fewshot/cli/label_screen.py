@@ -78,7 +78,7 @@ def question_view(question: Question) -> Any:
         parts.append(Text("No suggestion yet (no labeled examples)."))
     else:
         parts.append(
-            f"Suggestion: [bold cyan]{escape(visible(suggestion.label))}[/] "
+            f"Suggestion: [bold cyan]{escape(visible(suggestion.best))}[/] "
             f"{suggestion.confidence:.2f} ({suggestion.stage})"
         )
         for near in (suggestion.neighbors or ())[:_SHOWN_NEIGHBORS]:

@@ -155,8 +155,19 @@ def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 
         # Text(...): user texts and labels are shown as they are, never read as rich markup
         # (a "[label]" would otherwise vanish as an unknown style tag).
         confidence = f"{record['confidence']:.2f}"
-        table.add_row(Text(text), Text(visible(record["label"])), confidence, Text(visible(stage)))
+        table.add_row(Text(text), Text(shown_label(record)), confidence, Text(visible(stage)))
     return table
+
+
+def shown_label(record: dict[str, Any]) -> str:
+    """Return the label cell: the label, or "none of these (best: X, in scope 0.01)"."""
+    if not record.get("abstained"):
+        return visible(str(record["label"]))
+    best = visible(str(record.get("best_label")))
+    score = record.get("in_scope")
+    return f"none of these (best: {best}" + (
+        f", in scope {score:.2f})" if score is not None else ")"
+    )
 
 
 def status_table(status: dict[str, Any]) -> Any:
@@ -177,6 +188,13 @@ def status_table(status: dict[str, Any]) -> Any:
         f"{status['examples']} examples · stage: {status['stage']} · model: {model}\n"
         f"encoder: {visible(str(status['encoder']))}"
     )
+    abstain = status.get("abstain") or {}
+    if abstain.get("on"):
+        summary += f"\nabstain: on, target {abstain['target']:g}; " + (
+            f"threshold {abstain['threshold']:.3f} from {abstain['scored']} examples"
+            if abstain.get("threshold") is not None
+            else "no threshold yet (needs two labels and 4 examples scored leave-one-out)"
+        )
     if status.get("model_problem"):
         summary += f"\nmodel: {status['model_problem']}; retrieval answers meanwhile"
     if status.get("llm"):
@@ -295,7 +313,27 @@ def eval_table(report: dict[str, Any]) -> Any:
             f"labels the workspace does not know (counted as errors): {unknown}; "
             f"accuracy on the {known['n']} rows with known labels: {known_acc}"
         )
+    lines += scope_lines(report)
     return Group(Text("\n".join(lines)), scores, matrix)
+
+
+def scope_lines(report: dict[str, Any]) -> list[str]:
+    """Return the eval summary's lines on out-of-scope rows and refusals."""
+    oos = report.get("out_of_scope")
+    if oos is None:
+        return (
+            [f"refused (none of these): {report['abstained']}"] if report.get("abstained") else []
+        )
+
+    def num(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    ins = oos["in_scope"]
+    return [
+        f"out of scope: {oos['n']} rows, recall={num(oos['recall'])} "
+        f"precision={num(oos['precision'])} AUROC={num(oos['auroc'])}; in scope: {ins['n']} rows, "
+        f"accuracy={num(ins['accuracy'])} refused={num(ins['refused'])}"
+    ]
 
 
 def compare_table(reports: Sequence[dict[str, Any]]) -> Any:
@@ -306,11 +344,16 @@ def compare_table(reports: Sequence[dict[str, Any]]) -> Any:
     first = reports[0]
     table = Table(title=Text(f"{first['path']}: {first['n']} texts, every stage"))
     table.add_column("stage")
-    for name in ("accuracy", "macro-F1", "ECE", "texts/s", "LLM calls"):
+    scoped = first.get("out_of_scope") is not None
+    extra = ("in-scope accuracy", "OOS recall", "AUROC") if scoped else ()
+    for name in ("accuracy", "macro-F1", "ECE", "texts/s", "LLM calls", *extra):
         table.add_column(name, justify="right")
     for r in reports:
+        oos = r.get("out_of_scope") or {}
+        cells = [oos["in_scope"]["accuracy"], oos["recall"], oos["auroc"]] if scoped else []
         table.add_row(
             Text(r["stage"]), f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}", f"{r['ece']:.3f}",
             f"{r['texts_per_second']:.1f}", str(r["llm_calls"]),
+            *("n/a" if c is None else f"{c:.3f}" for c in cells),
         )  # fmt: skip
     return table

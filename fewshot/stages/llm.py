@@ -10,6 +10,10 @@ Confidence: when the server returns token logprobs, the probability of the reply
 so a disagreement between the two shows as a low confidence. ``scores`` give the chosen label
 that confidence and share the rest in proportion to the retrieval scores.
 
+With abstention on (the setting ``abstain``), the prompt also offers "none of these"; that
+reply refuses the text (``label: null``, ``abstained: true``, the retrieval stage's best
+label as ``best_label``).
+
 A failure never yields a random label: an unknown answer, a timeout, an HTTP error or a
 refused connection gives the retrieval stage's answer, with ``stage: "retrieval"`` and
 ``fallback`` naming the reason (``unknown answer``, ``timeout``, ``http 500``...).
@@ -39,6 +43,7 @@ from fewshot.backends.base import (
 from fewshot.errors import ConfigError
 from fewshot.prompt import (
     DEFAULT_PROMPT_K,
+    DEFAULT_SYSTEM,
     Prompt,
     PromptOptions,
     PromptTemplate,
@@ -46,6 +51,7 @@ from fewshot.prompt import (
     with_k,
 )
 from fewshot.stages.retrieval import Memory
+from fewshot.stages.scope import NONE_OF_THESE
 from fewshot.values import Neighbor, Prediction
 
 POOL = 1024  # neighbours searched for per-label and diverse selection
@@ -118,16 +124,18 @@ class LLMStage:
         template: PromptTemplate | None = None,
         concurrency: int = 4,
         api_key: str | None = None,
+        abstain: bool = False,
     ) -> None:
         self.memory = memory
         self.backend = backend
         self.options = options or PromptOptions()
-        self.template = template or PromptTemplate()
+        self.template = template or (abstaining() if abstain else PromptTemplate())
         self.concurrency = concurrency
         self._key = api_key
         # Which LLM this is, as the gate records its measurement (no secrets): the endpoint
         # and the model asked for (read before any call fills in the server's first model).
         self.identity = {"endpoint": backend.endpoint, "model": backend.model}
+        self.abstain = abstain
 
     def prompts(self, vectors: np.ndarray, retrieval: Sequence[Prediction]) -> list[Prompt]:
         """Return the prompt of each query; ``retrieval`` gives the label priority."""
@@ -157,7 +165,17 @@ class LLMStage:
             completion = self.backend.complete(prompt.to_dicts(), max_tokens(prompt.labels))
         except LLMFailure as failure:
             return replace(fallback, fallback=failure.reason)
-        label = parse_answer(completion.text, prompt.labels)
+        none = [NONE_OF_THESE] if self.abstain and NONE_OF_THESE not in prompt.labels else []
+        label = parse_answer(completion.text, [*prompt.labels, *none])
+        if none and label == NONE_OF_THESE:
+            return replace(
+                fallback,
+                label=None,
+                stage=self.name,
+                abstained=True,
+                best_label=fallback.label,
+                neighbors=_most_similar_first(prompt.demonstrations) if explain else None,
+            )
         if label is None:
             reply = redact(completion.text, self._key)[:REPLY_CHARS]  # cut after: no key part
             return replace(fallback, fallback="unknown answer", extra={"reply": reply})
@@ -170,6 +188,14 @@ class LLMStage:
             scores=_scores(fallback.scores, label, confidence),
             neighbors=_most_similar_first(prompt.demonstrations) if explain else None,
         )
+
+
+def abstaining() -> PromptTemplate:
+    """Return the default wording, with "none of these" offered as an answer."""
+    return PromptTemplate(
+        system=DEFAULT_SYSTEM
+        + f' If the text fits none of these labels, answer exactly "{NONE_OF_THESE}".'
+    )
 
 
 def prompts(
@@ -311,8 +337,9 @@ def configured(
     if config is None:
         return None
     options = with_k(PromptOptions.from_settings(stored), k)
+    abstain = stored.get("abstain") == "on"
     return LLMStage(
-        memory, load(config), options, concurrency=config.concurrency, api_key=config.api_key
+        memory, load(config), options, None, config.concurrency, config.api_key, abstain
     )
 
 
@@ -327,7 +354,8 @@ def preview(
     """Return the prompt that would be sent for one query, and where (nothing is sent)."""
     config = _config(stored, llm)
     options = with_k(PromptOptions.from_settings(stored), k)
-    prompt = prompts(memory, vectors, [retrieval], options)[0]
+    template = abstaining() if stored.get("abstain") == "on" else None
+    prompt = prompts(memory, vectors, [retrieval], options, template)[0]
     if config is None:
         return PromptPreview(prompt, None, None)
     return PromptPreview(prompt, load(config).endpoint, config.model)

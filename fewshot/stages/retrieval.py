@@ -135,6 +135,13 @@ class Memory:
         self.classes: list[str] = sorted(set(labels))
         self.prototypes = prototypes(vectors, labels, self.classes) if labels else np.zeros((0, 0))
         self._temperatures: dict[Vote, float] = {}
+        self._loo: dict[Vote, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def loo(self, vote: Vote) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return :func:`leave_one_out_sims` of ``vote`` on this labeled set (cached)."""
+        if vote not in self._loo:
+            self._loo[vote] = leave_one_out_sims(self, vote)
+        return self._loo[vote]
 
     def temperature(self, vote: Vote) -> float:
         """Return the calibration temperature of ``vote`` on this labeled set (cached).
@@ -143,7 +150,8 @@ class Memory:
         when they are few (:mod:`fewshot.calibration`).
         """
         if vote not in self._temperatures:
-            scores, truth = leave_one_out(self, vote)
+            plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)
+            scores, truth, _ = self.loo(plain)
             self._temperatures[vote] = shrunk(fit_temperature(scores, truth), len(truth))
         return self._temperatures[vote]
 
@@ -225,6 +233,16 @@ def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
         ``(scores, truth)``: (n, classes) uncalibrated scores in ``memory.classes`` order,
         and the column of each one's own label.
     """
+    scores, truth, _ = leave_one_out_sims(memory, vote)
+    return scores, truth
+
+
+def leave_one_out_sims(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return :func:`leave_one_out`'s ``(scores, truth)`` and the prototype similarities.
+
+    The third array, (n, classes), holds each scored example's cosine to every prototype,
+    its own label's prototype made without it.
+    """
     labels = np.asarray(memory.labels)
     column = {name: i for i, name in enumerate(memory.classes)}
     counts = {name: int((labels == name).sum()) for name in memory.classes}
@@ -232,7 +250,8 @@ def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
     if len(rows) > LOO_LIMIT:
         rows = rows[np.linspace(0, len(rows) - 1, LOO_LIMIT).astype(int)]
     if len(rows) == 0 or len(memory.classes) < 2:
-        return np.zeros((0, len(memory.classes))), np.zeros(0, dtype=np.int64)
+        empty = np.zeros((0, len(memory.classes)))
+        return empty, np.zeros(0, dtype=np.int64), empty
     vectors = np.asarray(memory.vectors[rows], dtype=np.float32)
     sims, ids = memory.index.search(vectors, vote.k + 1)
     neighbor_sims, neighbor_labels = [], []
@@ -253,4 +272,4 @@ def leave_one_out(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarray]:
     proto_sims[np.arange(len(rows)), truth] = np.einsum("ij,ij->i", vectors, without)
     plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)
     scores = plain.scores(np.asarray(neighbor_sims), neighbor_labels, proto_sims, memory.classes)
-    return scores, truth
+    return scores, truth, proto_sims

@@ -11,6 +11,10 @@
    retrieval keeps (:func:`fewshot.policy.answer`). When its files are gone or damaged,
    retrieval answers, with ``fallback: "model vN unavailable"`` in each record.
 
+Every answer then gets its in-scope score, and with the setting ``abstain`` on, a text
+below the threshold is refused (:mod:`fewshot.stages.scope`): whoever answered, the score
+is the retrieval stage's, over the labeled set under the base encoder.
+
 The setting ``stage`` (or ``stage=`` here) pins who answers instead: ``retrieval``,
 ``setfit`` (the serving version; retrieval answers with ``fallback`` when none serves),
 ``setfit:vN`` (that version, serving or not: ``eval --compare``) or ``llm`` (an error when
@@ -31,6 +35,7 @@ from fewshot.corpus import Corpus
 from fewshot.dataio import clean_text
 from fewshot.errors import ConfigError, WorkspaceError
 from fewshot.settings import STAGES
+from fewshot.stages import scope
 from fewshot.stages.llm import LLMStage, PromptPreview, configured, preview
 from fewshot.stages.retrieval import RetrievalStage, Vote
 from fewshot.storage.registry import Registry
@@ -112,12 +117,29 @@ def classify(
     Raises:
         ConfigError: If ``k`` < 1, the stage is unknown, or ``llm`` is pinned with no LLM.
     """
-    k, explain, progress, llm, stage = ask.k, ask.explain, ask.progress, ask.llm, ask.stage
-    if k < 1:
-        raise ConfigError(f"k must be at least 1, got {k}.")
+    if ask.k < 1:
+        raise ConfigError(f"k must be at least 1, got {ask.k}.")
     cleaned = [clean_text(t, "text", f"text {i}") for i, t in enumerate(texts, start=1)]
     calibrate = values["calibration"] != "off"
-    found = retrieve(corpus, cleaned, k, explain, progress, calibrate)
+    found = retrieve(corpus, cleaned, ask.k, ask.explain, ask.progress, calibrate)
+    answers = _answer(corpus, registry, values, cleaned, ask, found)
+    top = np.asarray([p.confidence for p in found.predictions]) if calibrate else None
+    in_scope = scope.scored(found.stage.memory, found.stage.vote, found.vectors, top)
+    abstain = values.get("abstain") == "on"
+    target = float(values.get("abstain_target", scope.DEFAULT_TARGET))
+    return scope.judge(answers, in_scope, abstain, target)
+
+
+def _answer(
+    corpus: Corpus,
+    registry: Registry,
+    values: Mapping[str, Any],
+    cleaned: list[str],
+    ask: Ask,
+    found: Retrieved,
+) -> list[Prediction]:
+    """Return the answers of the stage ``ask`` names, before abstention."""
+    k, explain, progress, llm, stage = ask.k, ask.explain, ask.progress, ask.llm, ask.stage
     if stage == "retrieval":
         return found.predictions
     if stage in ("auto", "llm"):

@@ -6,6 +6,12 @@ its label gets a row in ``per_label`` with recall 0), because dropping them woul
 how well the workspace does on that file; they are **reported** in ``unknown_labels``
 (``{label: rows}``), and ``known`` gives ``n`` and ``accuracy`` over the other rows, so the
 two effects can be told apart. Metric conventions are in :mod:`fewshot.metrics`.
+
+Rows whose label is empty, or the setting ``out_of_scope_label`` (``out of scope``) when the
+workspace has no such label, are **out of scope**: their right answer is a refusal. Refused
+answers and those rows both count as the label ``(none of these)`` in every metric, and
+``out_of_scope`` reports the refusals: out-of-scope recall and precision, the AUROC of the
+in-scope score, and the accuracy on the in-scope rows.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from fewshot.errors import ConfigError, MissingExtraError
 from fewshot.metrics import (
     Confusion,
     Metrics,
+    auroc,
     evaluate_labels,
     expected_calibration_error,
     reliability,
@@ -32,6 +39,67 @@ from fewshot.storage.files import atomic_write_bytes
 from fewshot.values import Prediction
 
 Classify = Callable[[list[str]], list[Prediction]]
+REFUSED = "(none of these)"  # the label an out-of-scope row and a refused answer count as
+
+
+@dataclass(frozen=True)
+class ScopeReport:
+    """How abstention did on a file with out-of-scope rows (empty or configured label).
+
+    Attributes:
+        n: Out-of-scope rows.
+        recall: The share of them refused.
+        precision: The share of refused answers that were out of scope (None: none refused).
+        auroc: AUROC of the in-scope score, in-scope rows against out-of-scope ones (None
+            when the answers carry no in-scope score).
+        in_scope_n: In-scope rows.
+        in_scope_accuracy: The share of those answered with their label (a refusal is wrong).
+        in_scope_refused: The share of those refused.
+    """
+
+    n: int
+    recall: float
+    precision: float | None
+    auroc: float | None
+    in_scope_n: int
+    in_scope_accuracy: float | None
+    in_scope_refused: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the figures as a JSON-ready dict."""
+        return {
+            "n": self.n,
+            "recall": self.recall,
+            "precision": self.precision,
+            "auroc": self.auroc,
+            "in_scope": {
+                "n": self.in_scope_n,
+                "accuracy": self.in_scope_accuracy,
+                "refused": self.in_scope_refused,
+            },
+        }
+
+
+def scope_report(
+    predictions: Sequence[Prediction], out_of_scope: Sequence[bool], truth: Sequence[str]
+) -> ScopeReport:
+    """Score the refusals of ``predictions`` against which rows are ``out_of_scope``."""
+    refused = [p.abstained is True for p in predictions]
+    oos = [i for i, flag in enumerate(out_of_scope) if flag]
+    ins = [i for i, flag in enumerate(out_of_scope) if not flag]
+    caught = sum(refused[i] for i in oos)
+    known = all(p.in_scope is not None for p in predictions)
+    scores = [0.0 if p.in_scope is None else p.in_scope for p in predictions]
+    right = [predictions[i].label == truth[i] for i in ins]
+    return ScopeReport(
+        n=len(oos),
+        recall=caught / len(oos) if oos else 0.0,
+        precision=caught / sum(refused) if any(refused) else None,
+        auroc=auroc([scores[i] for i in ins], [scores[i] for i in oos]) if known else None,
+        in_scope_n=len(ins),
+        in_scope_accuracy=sum(right) / len(ins) if ins else None,
+        in_scope_refused=sum(refused[i] for i in ins) / len(ins) if ins else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -50,6 +118,8 @@ class EvalReport:
         reliability: ``(mean confidence, accuracy, count)`` per non-empty bin.
         stage: The stage asked to answer (``auto``: the workspace's rule).
         llm_calls: Requests sent to an LLM.
+        abstained: Answers refused ("none of these").
+        out_of_scope: How abstention did, when the file has out-of-scope rows.
     """
 
     path: str
@@ -63,6 +133,8 @@ class EvalReport:
     reliability: tuple[tuple[float, float, int], ...] = ()
     stage: str = "auto"
     llm_calls: int = 0
+    abstained: int = 0
+    out_of_scope: ScopeReport | None = None
 
     @property
     def texts_per_second(self) -> float:
@@ -84,6 +156,8 @@ class EvalReport:
             "ece": self.ece,
             "stage": self.stage,
             "llm_calls": self.llm_calls,
+            "abstained": self.abstained,
+            "out_of_scope": None if self.out_of_scope is None else self.out_of_scope.to_dict(),
             "seconds": round(self.seconds, 4),
             "texts_per_second": round(self.texts_per_second, 2),
         }
@@ -96,6 +170,7 @@ def evaluate(
     text_field: str = "text",
     label_field: str = "label",
     plot: str | os.PathLike[str] | None = None,
+    out_of_scope: str | None = None,
 ) -> EvalReport:
     """Classify the labeled file ``path`` with ``classify`` and score the predictions.
 
@@ -106,13 +181,16 @@ def evaluate(
         text_field: The text column.
         label_field: The label column.
         plot: If given, write a PNG of the confusion matrix and the reliability diagram.
+        out_of_scope: A label that marks a row as out of scope (as an empty label does),
+            unless the classifier knows it.
 
     Raises:
         DataError: For an unreadable or malformed file (nothing is classified then).
         MissingExtraError: If ``plot`` is given and matplotlib is not installed.
         ConfigError: If ``plot``'s folder does not exist.
     """
-    return compare({"auto": classify}, known, path, text_field, label_field, plot)[0]
+    stages = {"auto": classify}
+    return compare(stages, known, path, text_field, label_field, plot, out_of_scope)[0]
 
 
 def compare(
@@ -122,6 +200,7 @@ def compare(
     text_field: str = "text",
     label_field: str = "label",
     plot: str | os.PathLike[str] | None = None,
+    out_of_scope: str | None = None,
 ) -> list[EvalReport]:
     """Score each of ``stages`` (name -> classify) on the same labeled file, in order.
 
@@ -129,11 +208,12 @@ def compare(
     first stage's report. See :func:`evaluate` for the rest.
     """
     file = Path(path)
-    rows = read_labeled(file, text_field, label_field)
+    rows = read_labeled(file, text_field, label_field, empty_label=True)
     if plot is not None:
         _check_plot_target(Path(plot))
     texts = [text for text, _, _ in rows]
-    truth = [label for _, label, _ in rows]
+    names = {"", out_of_scope} - set(known)
+    truth = [REFUSED if label in names else label for _, label, _ in rows]
     reports = [score(name, run, texts, truth, known, str(file)) for name, run in stages.items()]
     if plot is not None:
         plot_report(reports[0], Path(plot), title=file.name)
@@ -152,8 +232,9 @@ def score(
     start = time.perf_counter()
     predictions = classify(texts)
     seconds = time.perf_counter() - start
-    predicted = [p.label for p in predictions]
-    unknown = Counter(label for label in truth if label not in known)
+    predicted = [REFUSED if p.label is None else p.label for p in predictions]
+    unknown = Counter(label for label in truth if label not in known and label != REFUSED)
+    out_of_scope = [label == REFUSED for label in truth]
     pairs = [(t, p) for t, p in zip(truth, predicted) if t in known]
     confidences = [p.confidence for p in predictions]
     correct = [t == p for t, p in zip(truth, predicted)]
@@ -169,6 +250,8 @@ def score(
         reliability=tuple(reliability(confidences, correct)),
         stage=stage,
         llm_calls=sum(_asked_an_llm(p) for p in predictions) if stage in ("llm", "auto") else 0,
+        abstained=sum(p.abstained is True for p in predictions),
+        out_of_scope=scope_report(predictions, out_of_scope, truth) if any(out_of_scope) else None,
     )
 
 
@@ -267,4 +350,13 @@ def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
     ]
 
 
-__all__ = ["EvalReport", "compare", "evaluate", "plot_report", "score"]
+__all__ = [
+    "REFUSED",
+    "EvalReport",
+    "ScopeReport",
+    "compare",
+    "evaluate",
+    "plot_report",
+    "scope_report",
+    "score",
+]

@@ -169,7 +169,7 @@ def held_out_then_continue(
         candidate_ranking=ranking,
         retrieval_ranking=pair_ranking(vectors[test], gold, vectors[rest], rest_labels),
         steps=[split.first, split.second] if split.first > 0 else [split.second],
-        answers=tuple(a.label for a in answers) if split.first > 0 else (),
+        answers=tuple(a.best for a in answers) if split.first > 0 else (),
         retrieval_answers=tuple(by_retrieval),
         losses=tuple(losses),
         temperature=temperature,

@@ -310,7 +310,7 @@ class LabelSession:
         if parsed.kind == "accept":
             if question.suggestion is None:
                 raise DataError("no suggestion yet: type a label name for this text.")
-            return question.suggestion.label
+            return question.suggestion.best
         if parsed.kind == "pick":
             number = int(parsed.value)
             listed = dict(question.listed())

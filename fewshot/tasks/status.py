@@ -9,6 +9,8 @@ from typing import Any
 from fewshot.backends.base import load, resolve
 from fewshot.corpus import Corpus
 from fewshot.errors import ConfigError
+from fewshot.stages import scope
+from fewshot.stages.retrieval import Vote
 from fewshot.storage.registry import Registry
 from fewshot.tasks import llm_gate, train
 
@@ -51,7 +53,26 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
         "llm": None if config is None else {"measured": measured is not None, **(measured or {})},
         **train.under_way(corpus.path),  # training, training_progress
         "training_due": train.due(corpus, registry, values),
+        "abstain": abstention(corpus, values),
     }
+
+
+def abstention(corpus: Corpus, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return whether abstention is on, its target and, when on, the threshold it sets.
+
+    The threshold is the retrieval stage's, set from the labeled set now (it is the same
+    whoever answers); ``threshold`` None means too few examples to set one.
+    """
+    target = float(values["abstain_target"])
+    shown: dict[str, Any] = {"on": values["abstain"] == "on", "target": target}
+    if not shown["on"]:
+        return shown
+    fitted = None
+    if corpus.count() > 0:
+        fitted = scope.fit(corpus.memory(), Vote(k=int(values["k"])))
+    if fitted is None:
+        return {**shown, "threshold": None, "scored": 0}
+    return {**shown, **fitted.to_dict(target)}
 
 
 __all__ = ["status"]
