@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from fewshot.onnx_encoder import CACHE_ENV
 from fewshot.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,25 @@ def read_dataset(name: str, split: str) -> list[dict[str, str]]:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared evaluation datasets are not on this machine")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The per-user ONNX cache of this test run (``FEWSHOT_CACHE_DIR``), holding the export.
+
+    The packaged encoder is exported once here, through the torch path that makes it, so
+    every test runs the fast path a user gets from the second call on, and no test sees the
+    one-time "exporting it" line. A test of a missing export points its own cache elsewhere.
+    """
+    from fewshot.embed import Encoder
+
+    if not os.environ.get(CACHE_ENV):
+        os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx-cache"))
+    encoder = Encoder("default")
+    if encoder.fast is None:
+        encoder.encode(["make the export"])
+    assert encoder.fast is not None, "the packaged encoder could not be exported to ONNX"
+    return Path(os.environ[CACHE_ENV])
 
 
 @pytest.fixture
