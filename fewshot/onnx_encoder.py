@@ -99,11 +99,10 @@ class OnnxEncoder:
 
     Args:
         directory: The export (see the module docstring).
-        meta: Its ``export.json``.
-        graph: The bytes of ``model.onnx`` (already checked against the SHA-256).
+        meta: Its ``export.json`` (``model.onnx`` already checked against its SHA-256).
     """
 
-    def __init__(self, directory: Path, meta: dict[str, Any], graph: bytes) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -123,6 +122,8 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         # model.onnx was optimised at export time; optimising it again costs ~0.3 s a start.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # From the path, not from bytes: ONNX Runtime then holds one copy of the weights.
+        graph = str(directory / GRAPH)
         self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def count_tokens(self, text: str) -> int:
@@ -206,19 +207,26 @@ def read_meta(directory: Path) -> dict[str, Any]:
 def load_export(directory: Path) -> tuple[OnnxEncoder | None, str]:
     """Return ``(encoder, "")``, or ``(None, why)`` when the export is missing or damaged.
 
-    The graph's bytes are checked against the SHA-256 in ``export.json`` before ONNX Runtime
-    reads them, so a truncated or altered file is never run.
+    The graph is checked against the SHA-256 in ``export.json`` before ONNX Runtime reads
+    it, so a truncated or altered file is not run.
     """
     if not (directory / META).is_file():
         return None, "missing"
     try:
         meta = read_meta(directory)
-        graph = (directory / GRAPH).read_bytes()
-        if hashlib.sha256(graph).hexdigest() != meta.get("sha256"):
+        if _sha256(directory / GRAPH) != meta.get("sha256"):
             return None, f"damaged ({GRAPH} does not match its checksum)"
-        return OnnxEncoder(directory, meta, graph), ""
+        return OnnxEncoder(directory, meta), ""
     except Exception as err:  # onnxruntime and tokenizers raise many kinds; all mean unusable
         return None, f"damaged ({type(err).__name__}: {err})"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_cached(directory: Path) -> tuple[OnnxEncoder | None, str]:
