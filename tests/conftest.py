@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from fewshot.onnx_encoder import CACHE_ENV
+from fewshot.onnx_encoder import cached_export_dir
 from fewshot.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,22 +31,21 @@ def read_dataset(name: str, split: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The per-user ONNX cache of this test run (``FEWSHOT_CACHE_DIR``), holding the export.
+def onnx_export() -> Path:
+    """The packaged encoder's ONNX export, in the per-user cache (as a user's second run has).
 
-    The packaged encoder is exported once here, through the torch path that makes it, so
-    every test runs the fast path a user gets from the second call on, and no test sees the
-    one-time "exporting it" line. A test of a missing export points its own cache elsewhere.
+    Made here once if absent (``~/.cache/fewshot/onnx/``, or ``$FEWSHOT_CACHE_DIR``), through
+    the torch path that makes it, so every test, and every CLI subprocess, runs the fast path
+    a user gets and none sees the one-time "exporting it" line. Tests of a missing export
+    point ``FEWSHOT_CACHE_DIR`` at a directory of their own.
     """
-    from fewshot.embed import Encoder
+    from fewshot.embed import Encoder, resolve_model
 
-    if not os.environ.get(CACHE_ENV):
-        os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx-cache"))
     encoder = Encoder("default")
     if encoder.fast is None:
         encoder.encode(["make the export"])
     assert encoder.fast is not None, "the packaged encoder could not be exported to ONNX"
-    return Path(os.environ[CACHE_ENV])
+    return cached_export_dir(resolve_model("default"))
 
 
 @pytest.fixture
