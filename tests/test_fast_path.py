@@ -94,13 +94,18 @@ TRAIN = {
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SetFit model trained for one step and saved as a promotion saves it (with ``onnx/``)."""
+    """A SetFit model trained for 3 steps and saved as a promotion saves it (with ``onnx/``).
+
+    The first step's learning rate is 0 (warm-up); the two after it move the encoder.
+    """
     root = tmp_path_factory.mktemp("fast-setfit")
     texts = [t for texts in TRAIN.values() for t in texts]
     labels = [label for label, texts in TRAIN.items() for _ in texts]
     (root / "work").mkdir()
     body = fresh_body(resolve_model("default"))
-    model = train_model(body, texts, labels, SetFitConfig(max_steps=1), root / "work")
+    model = train_model(
+        body, texts, labels, SetFitConfig(max_steps=3, learning_rate=1e-4), root / "work"
+    )
     model.save(root / "model", export=True)
     return root / "model"
 
@@ -117,6 +122,8 @@ def test_a_promoted_setfit_model_answers_the_same_on_both_paths(
     assert type(reference.body).__name__ == "SentenceTransformer"
     fast_vectors, reference_vectors = fast.encode(texts), reference.encode(texts)
     assert float(np.abs(fast_vectors - reference_vectors).max()) <= TOLERANCE
+    # The body is the fine-tuned one, not the packaged encoder it started from.
+    assert float(np.abs(fast_vectors - Encoder("default").encode(texts)).max()) > 1e-2
     ours = fast.head.predict_proba(fast_vectors)
     theirs = reference.head.predict_proba(reference_vectors)
     np.testing.assert_allclose(fast.predict_proba(texts[:4]), ours[:4], atol=1e-6)
