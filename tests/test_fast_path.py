@@ -20,7 +20,7 @@ import pytest
 from conftest import EXAMPLES, ROOT
 
 from fewshot.embed import Encoder, encode_with, resolve_model
-from fewshot.onnx_encoder import GRAPH, META, ONNX_ENV, cached_export_dir
+from fewshot.onnx_encoder import GRAPH, META, ONNX_ENV, cached_export_dir, pipeline_supported
 from fewshot.onnx_export import TOLERANCE
 from fewshot.stages.finetune import SetFitConfig, fresh_body, train_model
 from fewshot.stages.setfit import ONNX_DIR, SetFitModel
@@ -212,3 +212,16 @@ def test_classify_by_a_serving_setfit_model_imports_no_torch(
     answer, heavy = _classify_in_fresh_process(tmp_path / "ws", "my parcel is lost")
     assert (answer["label"], answer["stage"]) == ("shipping", "setfit")
     assert heavy == []
+
+
+def test_only_a_mean_pooled_pipeline_takes_the_fast_path(tmp_path: Path) -> None:
+    packaged = Path(resolve_model("default"))
+    assert pipeline_supported(str(packaged))
+    model = tmp_path / "cls-model"
+    shutil.copytree(packaged, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    assert not pipeline_supported(str(model))  # CLS pooling: torch answers, nothing exported
+    assert Encoder(str(model)).fast is None
+    assert not pipeline_supported("sentence-transformers/some-hub-model")  # not a directory
