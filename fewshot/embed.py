@@ -1,6 +1,14 @@
 """The sentence encoder: the packaged all-MiniLM-L6-v2, or any sentence-transformers model.
 
-sentence-transformers (and so torch) is imported on the first encode, never at import time.
+Two paths give the same vectors (within 1e-4 a component, ``tests/test_fast_path.py``):
+
+- the fast path, an ONNX export run by ONNX Runtime (:mod:`fewshot.onnx_encoder`), which
+  imports neither torch nor transformers. The export of a model directory is kept in the
+  per-user cache (:func:`fewshot.onnx_encoder.cached_export_dir`), keyed by its files;
+- the reference path, sentence-transformers on torch, imported on first use only. It serves
+  when the export is missing or damaged (said once on stderr, and the export is then made
+  for the next run), for a model that is not ``Transformer -> mean Pooling [-> Normalize]``,
+  and always with ``FEWSHOT_ONNX=0``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fewshot import onnx_encoder as fast_path
 from fewshot.errors import ConfigError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -97,12 +106,28 @@ class Encoder:
 
     @property
     def backend(self) -> Any:
-        """The loaded SentenceTransformer (loaded on first use)."""
+        """The loaded SentenceTransformer, the reference path (loaded on first use)."""
         return _load(resolve_model(self.model), self.device)
+
+    @property
+    def fast(self) -> fast_path.OnnxEncoder | None:
+        """The ONNX encoder when its export is usable, else None (see the module docstring)."""
+        return self._fast()[0]
+
+    def _fast(self) -> tuple[fast_path.OnnxEncoder | None, str]:
+        location = resolve_model(self.model)
+        if not fast_path.enabled() or not fast_path.pipeline_supported(location):
+            return None, ""
+        directory = fast_path.cached_export_dir(location)
+        encoder, why = fast_path.load_cached(directory)
+        return encoder, why and f"the encoder's ONNX export at {directory} is {why}"
 
     @property
     def dim(self) -> int:
         """The embedding dimension."""
+        fast = self.fast
+        if fast is not None:
+            return fast.dim
         backend = self.backend
         get_dim = getattr(backend, "get_embedding_dimension", None)
         if get_dim is None:  # sentence-transformers < 5
@@ -113,7 +138,32 @@ class Encoder:
         """Encode ``texts`` to an ``(n, dim)`` float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return encode_with(self.backend, texts, self.batch_size, progress)
+        fast, why = self._fast()
+        if fast is not None:
+            return encode_with(fast, texts, self.batch_size, progress)
+        vectors = encode_with(self.backend, texts, self.batch_size, progress)
+        if why:
+            location = resolve_model(self.model)
+            export_once(self.backend, fast_path.cached_export_dir(location), why)
+        return vectors
+
+
+@functools.lru_cache(maxsize=16)
+def export_once(backend: Any, directory: Path, why: str) -> bool:
+    """Export ``backend`` to ``directory`` once per process, saying why on stderr first.
+
+    Returns whether the export was made; a failure is said and the reference path stays.
+    """
+    from fewshot.onnx_export import export
+
+    if why:
+        fast_path.say_once(f"{why}; encoding with torch (slower) and exporting it for next time.")
+    try:
+        export(backend, directory)
+    except Exception as err:  # the exporter raises many kinds; torch answers in any case
+        fast_path.say_once(f"could not export to {directory} ({err}); torch stays in use.")
+        return False
+    return True
 
 
 def encode_with(
@@ -121,9 +171,13 @@ def encode_with(
 ) -> np.ndarray:
     """Encode ``texts`` with a loaded SentenceTransformer to unit float32 vectors.
 
+    ``backend`` may also be an :class:`~fewshot.onnx_encoder.OnnxEncoder` (the fast path).
     Each text is first cut to the encoder's window (:func:`window`), so a 1 MB text is not
     tokenised whole to keep its first 256 tokens; the vectors are the same.
     """
+    if isinstance(backend, fast_path.OnnxEncoder):
+        cut = [window(backend, text) for text in texts]
+        return backend.encode(cut, batch_size, progress)
     vectors = backend.encode(
         [window(backend, text) for text in texts],
         batch_size=batch_size,
@@ -147,14 +201,20 @@ def window(backend: Any, text: str) -> str:
     ``max_seq_length`` tokens, else it doubles. A shorter text is returned as it is.
     """
     limit = getattr(backend, "max_seq_length", None)
+    count = getattr(backend, "count_tokens", None)
     tokenizer = getattr(backend, "tokenizer", None)
-    if not isinstance(limit, int) or limit <= 0 or tokenizer is None:
+    if count is None and tokenizer is not None:
+
+        def count(head: str) -> int:
+            return len(tokenizer(head, add_special_tokens=False)["input_ids"])
+
+    if not isinstance(limit, int) or limit <= 0 or count is None:
         return text
     chars = limit * CHARS_PER_TOKEN
     while len(text) > chars:
         space = _LAST_SPACE.search(text, 0, chars)
         head = text[: space.start()] if space else ""
-        if len(tokenizer(head, add_special_tokens=False)["input_ids"]) > limit:
+        if count(head) > limit:
             return head
         chars *= 2
     return text

@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from chat_server import ChatServer
 
+from fewshot.onnx_encoder import cached_export_dir
 from fewshot.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,24 @@ def server() -> Iterator[ChatServer]:
     """The local chat-completions server (tests/chat_server.py), started and stopped."""
     with ChatServer() as chat:
         yield chat
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_export() -> Path:
+    """The packaged encoder's ONNX export, in the per-user cache (as a user's second run has).
+
+    Made here once if absent (``~/.cache/fewshot/onnx/``, or ``$FEWSHOT_CACHE_DIR``), through
+    the torch path that makes it, so every test, and every CLI subprocess, runs the fast path
+    a user gets and none sees the one-time "exporting it" line. Tests of a missing export
+    point ``FEWSHOT_CACHE_DIR`` at a directory of their own.
+    """
+    from fewshot.embed import Encoder, resolve_model
+
+    encoder = Encoder("default")
+    if encoder.fast is None:
+        encoder.encode(["make the export"])
+    assert encoder.fast is not None, "the packaged encoder could not be exported to ONNX"
+    return cached_export_dir(resolve_model("default"))
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from fewshot import FewShotClassifier
-from fewshot.embed import _load
 from fewshot.errors import ConfigError, DataError
+from fewshot.onnx_encoder import _load_once
 
 TICKETS = Path(__file__).resolve().parents[1] / "examples" / "tickets.csv"
 
@@ -155,13 +155,13 @@ def test_clone_gives_an_unfitted_estimator_with_equal_params(
 def test_clone_and_fit_reuse_the_loaded_encoder(
     tickets_clf: FewShotClassifier, tickets: tuple[list[str], list[str]]
 ) -> None:
-    before = _load.cache_info()
+    before = _load_once.cache_info()  # the fast path's encoders, loaded once per process
     assert before.currsize >= 1  # tickets_clf loaded it
     copy = clone(tickets_clf).fit(*tickets)
-    after = _load.cache_info()
+    after = _load_once.cache_info()
     assert after.misses == before.misses  # no second load of the model
     assert after.hits > before.hits
-    assert copy.encoder_.backend is tickets_clf.encoder_.backend
+    assert copy.encoder_.fast is tickets_clf.encoder_.fast is not None
     assert copy.predict(tickets[0]).tolist() == tickets_clf.predict(tickets[0]).tolist()
 
 

@@ -2,13 +2,16 @@
 
 A trained model is saved as ``body/`` (sentence-transformers, safetensors), ``head.safetensors``
 (``coef``, ``intercept`` as plain float arrays) and ``head.json`` (classes, format); prediction
-is numpy. Nothing is pickled and loading never unpickles. How a model is trained is
-:mod:`fewshot.stages.finetune`.
+is numpy. A promoted model also gets ``onnx/``, the body exported for the fast path
+(:mod:`fewshot.onnx_encoder`): loading uses it and imports no torch; when it is missing or
+damaged, the body is loaded with torch (said once on stderr) and exported again. Nothing is
+pickled and loading never unpickles. How a model is trained is :mod:`fewshot.stages.finetune`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from fewshot import onnx_encoder as fast_path
 from fewshot.errors import WorkspaceError
 
 HEAD_FORMAT = 1
 BODY_DIR = "body"
 HEAD_ARRAYS = "head.safetensors"
 HEAD_JSON = "head.json"
+ONNX_DIR = "onnx"
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,18 @@ class SetFitModel:
         """Return (n, n_classes) probabilities, columns in ``classes`` order."""
         return self.head.predict_proba(self.encode(texts))
 
-    def save(self, path: Path) -> None:
-        """Write the model into the directory ``path`` (created; safetensors + JSON only)."""
+    def save(self, path: Path, export: bool = False) -> None:
+        """Write the model into the directory ``path`` (created; safetensors + JSON only).
+
+        With ``export``, the body is also exported for the fast path into ``path/onnx``
+        (a failure is said on stderr; the model then answers through torch).
+        """
         from safetensors.numpy import save_file
 
         path.mkdir(parents=True, exist_ok=True)
         self.body.save(str(path / BODY_DIR), create_model_card=False, safe_serialization=True)
+        if export:
+            export_body(self.body, path / ONNX_DIR, "")
         arrays = {"coef": self.head.coef, "intercept": self.head.intercept}
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / HEAD_ARRAYS))
         meta = {
@@ -145,7 +156,27 @@ class SetFitModel:
                 f"{body_dir}: expected the encoder as model.safetensors, found none; retrain "
                 "with `fewshot train --force`."
             )
-        return cls(_load(str(body_dir.resolve()), default_device()), head)
+        if fast_path.enabled():
+            fast, why = fast_path.load_cached(path / ONNX_DIR)
+            if fast is not None:
+                return cls(fast, head)
+        body = _load(str(body_dir.resolve()), default_device())
+        if fast_path.enabled():
+            export_body(body, path / ONNX_DIR, f"model {path.name}: its ONNX export is {why}")
+        return cls(body, head)
+
+
+def export_body(body: Any, directory: Path, why: str) -> None:
+    """Export ``body`` for the fast path into ``directory``, saying ``why`` first if given.
+
+    A read-only workspace or a failed export leaves the model on torch, said once.
+    """
+    from fewshot.embed import export_once
+
+    if why and not os.access(directory.parent, os.W_OK):
+        fast_path.say_once(f"{why}; answering with torch (slower; the workspace is read-only).")
+        return
+    export_once(body, directory, why)
 
 
 def encode_body(
@@ -159,4 +190,4 @@ def encode_body(
     return encode_with(body, texts, batch_size, progress)
 
 
-__all__ = ["Head", "SetFitModel", "encode_body"]
+__all__ = ["Head", "SetFitModel", "encode_body", "export_body"]

@@ -216,7 +216,7 @@ def _train(
     if guard is not None:
         verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
-    _save(model, registry, version, run.workdir)
+    _save(model, registry, version, run.workdir, verdict.promoted)
     local = (f"setfit:v{version}", measured.candidate.astype(float))
     if not verdict.promoted:
         local = (figures.baseline, np.asarray(figures.right, dtype=float))
@@ -269,10 +269,16 @@ def _recipe(config: SetFitConfig, folds: int, steps: list[int]) -> dict[str, Any
     }
 
 
-def _save(model: SetFitModel, registry: Registry, version: int, workdir: Path) -> None:
-    """Write the model to ``models/<version>/`` (staged in ``workdir``, renamed into place)."""
+def _save(
+    model: SetFitModel, registry: Registry, version: int, workdir: Path, promoted: bool
+) -> None:
+    """Write the model to ``models/<version>/`` (staged in ``workdir``, renamed into place).
+
+    A promoted model is exported for the fast path here, in the training's process, so the
+    first ``classify`` it answers needs no torch (another version exports on first use).
+    """
     staged = workdir / "model"
-    model.save(staged)
+    model.save(staged, export=promoted)
     target = registry.directory / str(version)
     if target.exists():  # renamed into place by a training killed before it was recorded
         shutil.rmtree(target)
