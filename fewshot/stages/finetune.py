@@ -258,7 +258,8 @@ def _trainer_classes() -> tuple[type, type, type]:
             self.losses = losses
 
         def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            loss = (kwargs.get("logs") or {}).get("loss")
+            logs = kwargs.get("logs") or {}
+            loss = logs.get("loss", logs.get("embedding_loss"))  # setfit >= 1.1 logs the latter
             if loss is not None:
                 self.losses.append(float(loss))
 
