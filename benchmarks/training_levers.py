@@ -88,6 +88,45 @@ def setfit_record(cache: Path, dataset: str, n: int, seed: int) -> dict[str, Any
     return json.loads(found[-1].read_text()) if found else None
 
 
+def table(paths: list[Path], cache: Path) -> str:
+    """The markdown table of the rows in ``paths``, plain setfit's cells read from the cache."""
+    lines = [
+        "| dataset | lever | texts | steps | accuracy | setfit | diff | CPU s | setfit CPU s "
+        "| CPU ratio | wall s | setfit wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    results = json.loads((HERE / "results.json").read_text())
+    earlier = {
+        (r["dataset"], r["n_per_label"], r["seed"]): r["accuracy"]
+        for r in results
+        if r["method"] == "setfit"
+    }
+
+    def cell(value: float | None, form: str) -> str:
+        return "n/a" if value is None else format(value, form)
+
+    for path in paths:
+        for row in json.loads(path.read_text())["rows"]:
+            base = setfit_record(cache, row["dataset"], row["n"], row["seed"]) or {}
+            mark = ""
+            if not base:  # not in the cache yet: the accuracy of results.json's cell (*)
+                base = {"accuracy": earlier.get((row["dataset"], row["n"], row["seed"]))}
+                mark = "*" if base["accuracy"] is not None else ""
+            acc, cpu = base.get("accuracy"), base.get("train_cpu_seconds")
+            mine = row.get("train_cpu_seconds")
+            diff = None if acc is None else row["accuracy"] - acc
+            ratio = None if cpu is None or mine is None else mine / cpu
+            lines.append(
+                f"| {row['dataset']} | {row['lever']} ({row['spec']}, C {row['head_c']}) "
+                f"| {row['n_train']} | {row['steps']} | {row['accuracy']:.4f} "
+                f"| {cell(acc, '.4f')}{mark} | {cell(diff, '+.4f')} "
+                f"| {cell(mine, '.1f')} | {cell(cpu, '.1f')} | {cell(ratio, '.3f')} "
+                f"| {row['train_seconds']:.1f} | {cell(base.get('train_seconds'), '.1f')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -101,8 +140,13 @@ def main() -> None:
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=HERE / "training_levers.json")
+    parser.add_argument("--table", type=Path, nargs="*", help="print the table of these files")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table, args.cache_dir))
+        return
     from fewshot.metrics import evaluate_labels
+    from fewshot.stages.setfit import Head, cross_validated_c
 
     code = source_fingerprint(ROOT / "fewshot" / "stages" / f for f in TRAINING_CODE)
     old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
@@ -127,8 +171,17 @@ def main() -> None:
                 config = config_of(spec, args.seed)
                 cell = train_cell(texts, labels, config, args.head_c)
                 model = cell.pop("model")
-                proba = model.predict_proba(test[0])
+                test_vectors = model.encode(test[0])
+                proba = model.head.predict_proba(test_vectors)
                 answers = [model.classes[i] for i in np.argmax(proba, axis=1)]
+                # the same encoder with the head's C chosen by cross-validation (a lever)
+                vectors = model.encode(texts)
+                cv = cross_validated_c(vectors, labels, args.seed)
+                other = Head.fit(vectors, labels, args.seed, cv).predict_proba(test_vectors)
+                cell["c_cv"] = cv
+                cell["accuracy_c_cv"] = evaluate_labels(
+                    test[1], [model.classes[i] for i in np.argmax(other, axis=1)]
+                ).accuracy
                 row = {"dataset": dataset, "n": args.n, "seed": args.seed, "lever": name,
                        "spec": spec, "head_c": args.head_c, "n_train": len(texts),
                        "n_test": len(test[0]),
