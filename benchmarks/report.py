@@ -515,9 +515,14 @@ def speed_section(path: Path) -> list[str]:
            "ratio = fewshot / baseline.", "",
            "| what | fewshot | baseline | ratio |", "|---|---|---|---|"]  # fmt: skip
     for row in data["rows"]:
+        cpu = ""
+        if "cpu_ratio" in row:  # CPU seconds: the work, whatever else loads the machine
+            cpu = (f"; CPU {row['fewshot_cpu_s']:.3g} s vs {row['baseline_cpu_s']:.3g} s, "
+                   f"ratio {row['cpu_ratio']:.2f}")  # fmt: skip
         out.append(
             f"| {row['what']} | {row['fewshot']:.3g} {row['unit']} | "
-            f"{row['baseline']:.3g} {row['unit']} ({row['baseline_name']}) | {row['ratio']:.2f} |"
+            f"{row['baseline']:.3g} {row['unit']} ({row['baseline_name']}) | "
+            f"{row['ratio']:.2f}{cpu} |"
         )
     return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
@@ -616,6 +621,10 @@ def render(
               "machine and in the same run:", "", *time_ratios(cells)]  # fmt: skip
     lines += ["## Speed", "", *speed_section(speed)]
     lines += open_set_section(HERE / "open_set.json")
+    levers = speed.parent / "training_levers.md"
+    if levers.exists():  # the training recipe's levers against plain setfit (its own note)
+        body = levers.read_text(encoding="utf-8").split("\n", 1)[1]
+        lines += ["## Training recipe levers", "", body.strip(), ""]
     lines += ["## Missing cells", "", *missing(records)]
     return "\n".join(lines)
 

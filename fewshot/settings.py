@@ -38,6 +38,7 @@ from fewshot.storage.store import Store
 
 TRAIN_MODES = ("auto", "never", "background")
 STAGES = ("auto", "retrieval", "setfit", "llm")
+LOSSES = ("contrastive", "pairs")
 _PROMPT = PromptOptions()
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -124,7 +125,16 @@ SETTINGS: dict[str, Setting] = {
     ),
     "min_per_label": _s("setfit", _int(1), 8, "examples per label at which SetFit trains"),
     "max_steps": _s("setfit", _int(1), 1000, "step cap of the SetFit model trained"),
-    "pairs_per_example": _s("setfit", _int(2), 40, "contrastive pairs drawn per example"),
+    "loss": _s(
+        "setfit",
+        _choice(LOSSES),
+        "contrastive",
+        "training objective: contrastive (in-batch, by label) or pairs (the SetFit paper's)",
+    ),
+    "epochs": _s(
+        "setfit", _number(0.01, 1000.0), 10.0, "passes over the examples (loss contrastive)"
+    ),
+    "pairs_per_example": _s("setfit", _int(2), 40, "pairs drawn per example (loss pairs)"),
     "retrain_growth": _s(
         "setfit", _number(1e-9, 1e6), 0.5, "growth of the labeled set that retrains"
     ),
@@ -141,7 +151,10 @@ SETTINGS: dict[str, Setting] = {
         "held-out texts the gate asks a configured LLM (0: it is never measured)",
     ),
     "learning_rate": _s(
-        "setfit", _number(1e-12, 100.0), 2e-5, "encoder learning rate in SetFit training"
+        "setfit",
+        _number(1e-12, 100.0),
+        None,
+        "encoder learning rate (default: 1e-4 for loss contrastive, 2e-5 for pairs)",
     ),
     "new_label_confidence": _s(
         "setfit",

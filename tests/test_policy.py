@@ -133,7 +133,7 @@ def test_pairs_are_sampled_linearly_seeded_and_labeled_correctly() -> None:
 
 
 def test_step_cap_bounds_the_steps() -> None:
-    config = SetFitConfig(max_steps=50, pairs_per_example=40, batch_size=16)
+    config = SetFitConfig(max_steps=50, pairs_per_example=40, batch_size=16, loss="pairs")
     assert config.steps(4) == 10  # 160 pairs
     assert config.steps(1000) == 50
 

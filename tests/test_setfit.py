@@ -297,6 +297,31 @@ def test_the_gate_trains_no_model_of_its_own_the_kept_one_continues_its_training
     assert sum(steps.max_steps) == report.metrics["steps"] == 5
 
 
+def test_the_objective_is_recorded_and_the_pair_objective_stays_selectable(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace.create(tmp_path / "ws", min_per_label=8)
+    for key, value in (("max_steps", "2"), ("gate_folds", "2")):
+        ws.config(key, value)
+    ws.add(BILLING, "billing", train="never")
+    ws.add(SHIPPING, "shipping", train="never")
+    default = ws.train(force=True)
+    ws.config("loss", "pairs")
+    pairs = ws.train(force=True)
+    ws.close()
+    assert default is not None and pairs is not None
+    recipe = ("loss", "learning_rate", "epochs", "pairs_per_example", "steps")
+    assert {k: default.metrics.get(k) for k in recipe} == {
+        "loss": "contrastive", "learning_rate": 1e-4, "epochs": 10.0,
+        "pairs_per_example": None, "steps": 2,
+    }  # fmt: skip
+    assert {k: pairs.metrics.get(k) for k in recipe} == {
+        "loss": "pairs", "learning_rate": 2e-5, "epochs": None,
+        "pairs_per_example": 40, "steps": 2,
+    }  # fmt: skip
+    assert len(pairs.metrics["phase_steps"]) == 2 and pairs.metrics["loss_first"] is not None
+
+
 def test_a_running_training_is_shown_and_not_doubled(ws: Workspace) -> None:
     with training_lock(ws.path):
         assert ws.status()["training"] is True

@@ -86,6 +86,9 @@ def test_an_unknown_key_lists_every_key_and_changes_nothing(tickets_workspace: W
         ("k", "2.5"),
         ("prompt_context_chars", "100"),
         ("train", "sometimes"),
+        ("loss", "triplet"),
+        ("epochs", "0"),
+        ("epochs", "nan"),
         ("llm_url", "ftp://example"),
     ],
 )

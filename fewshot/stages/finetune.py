@@ -1,16 +1,19 @@
 """SetFit training: contrastive fine-tuning of the encoder, then a head fitted on it.
 
-Training is the SetFit algorithm run by the setfit library's ``Trainer`` (CosineSimilarity
-loss on positive / negative text pairs, then a logistic-regression head on the fine-tuned
-embeddings), with two changes that keep it CPU-sane:
+Two objectives (``SetFitConfig.loss``, the workspace setting ``loss``):
 
-* **pairs are sampled, not enumerated**: :func:`sample_pairs` draws ``pairs_per_example``
-  pairs per example (half positive, half negative) in time linear in the number of examples,
-  seeded by ``random_state`` (setfit's own sampler builds all n² index pairs first);
-* **a step cap**: at most ``max_steps`` optimiser steps of ``batch_size`` pairs, whatever the
-  size of the labeled set.
+* ``contrastive`` (the default): a supervised contrastive loss over label-mixed batches,
+  in-batch negatives, a budget of ``epochs`` passes over the examples
+  (:mod:`fewshot.stages.contrastive`; measured in benchmarks/training_levers.md);
+* ``pairs``: the SetFit paper's algorithm run by the setfit library's ``Trainer``
+  (CosineSimilarity loss on positive / negative text pairs), with two changes that keep it
+  CPU-sane: **pairs are sampled, not enumerated** (:func:`sample_pairs` draws
+  ``pairs_per_example`` pairs per example, half positive, half negative, in time linear in
+  the number of examples, seeded by ``random_state``; setfit's own sampler builds all n²
+  index pairs first), and **a step cap**.
 
-The model it makes is :class:`fewshot.stages.setfit.SetFitModel`.
+Either way at most ``max_steps`` optimiser steps, then a logistic-regression head on the
+fine-tuned embeddings. The model it makes is :class:`fewshot.stages.setfit.SetFitModel`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from fewshot.stages.contrastive import train_contrastive
 from fewshot.stages.setfit import Head, SetFitModel, encode_body
+
+LEARNING_RATES = {"contrastive": 1e-4, "pairs": 2e-5}  # each objective's default
 
 
 @dataclass(frozen=True)
@@ -33,25 +39,43 @@ class SetFitConfig:
     """How a SetFit model is trained.
 
     Args:
-        max_steps: The step cap: at most this many optimiser steps of ``batch_size`` pairs.
-            The default 1000 leaves the paper's budget whole up to 400 examples.
+        max_steps: The step cap: at most this many optimiser steps. The default 1000 leaves
+            the paper's pair budget whole up to 400 examples, the contrastive one (10 epochs
+            of 32 texts a step) up to 3,200.
         pairs_per_example: Pairs drawn per labeled example before the step cap applies. The
             default 40 is the SetFit paper's ``num_iterations=20`` (20 positive + 20 negative
             pairs per example).
         batch_size: Pairs per step.
-        learning_rate: The encoder's learning rate.
+        learning_rate: The encoder's learning rate; 0 (the default) takes the objective's
+            (:data:`LEARNING_RATES`: 1e-4 contrastive, the paper's 2e-5 for pairs).
         random_state: Seed of the pair sampling, the training order and the head.
+        loss: ``contrastive`` (in-batch, by label) or ``pairs`` (the paper's sampled pairs).
+        epochs: Passes over the examples (``contrastive``).
+        texts_per_batch: Texts per step (``contrastive``).
+        temperature: Of the contrastive loss's similarities.
     """
 
     max_steps: int = 1000
     pairs_per_example: int = 40
     batch_size: int = 16
-    learning_rate: float = 2e-5
+    learning_rate: float = 0.0
     random_state: int = 0
+    loss: str = "contrastive"
+    epochs: float = 10.0
+    texts_per_batch: int = 32
+    temperature: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.learning_rate == 0.0:
+            object.__setattr__(self, "learning_rate", LEARNING_RATES[self.loss])
 
     def steps(self, n_examples: int) -> int:
         """Return the number of optimiser steps for ``n_examples`` examples (at least 1)."""
-        wanted = math.ceil(self.pairs_per_example * n_examples / self.batch_size)
+        if self.loss == "pairs":
+            wanted = math.ceil(self.pairs_per_example * n_examples / self.batch_size)
+        else:  # passes over the examples, a batch holding at most texts_per_batch of them
+            per_batch = max(1, min(self.texts_per_batch, n_examples))
+            wanted = math.ceil(self.epochs * n_examples / per_batch)
         return max(1, min(self.max_steps, wanted))
 
 
@@ -134,7 +158,10 @@ def fine_tune(
     anchors: Sequence[int] | None = None,
     losses: list[float] | None = None,
 ) -> None:
-    """Fine-tune the SentenceTransformer ``body`` in place with setfit's Trainer.
+    """Fine-tune the SentenceTransformer ``body`` in place by the recipe's objective.
+
+    ``loss contrastive``: :func:`fewshot.stages.contrastive.train_contrastive`; ``loss
+    pairs``: setfit's Trainer on sampled pairs.
 
     Args:
         body: A SentenceTransformer, changed in place (a second call continues training).
@@ -143,12 +170,16 @@ def fine_tune(
         run: The recipe and how the trainer runs.
         steps: Optimiser steps; default ``run.config.steps(len(texts))``.
         anchors: Indices of the examples whose pairs are trained (see :func:`sample_pairs`);
-            default all.
+            default all. The contrastive objective trains every example's batches and
+            ignores them: each example is an anchor of every batch it is in.
         losses: If given, each step's training loss is appended to it.
     """
     _quiet_libraries()
     config = run.config
     steps = config.steps(len(texts)) if steps is None else max(1, steps)
+    if config.loss != "pairs":
+        train_contrastive(body, texts, labels, steps, config, run.callbacks, losses, run.progress)
+        return
     first, second, target = sample_pairs(
         labels, steps * config.batch_size, config.random_state, anchors
     )
@@ -227,7 +258,8 @@ def _trainer_classes() -> tuple[type, type, type]:
             self.losses = losses
 
         def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            loss = (kwargs.get("logs") or {}).get("loss")
+            logs = kwargs.get("logs") or {}
+            loss = logs.get("loss", logs.get("embedding_loss"))  # setfit >= 1.1 logs the latter
             if loss is not None:
                 self.losses.append(float(loss))
 

@@ -69,6 +69,35 @@ class Head:
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
+def cross_validated_c(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    random_state: int,
+    grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0),
+) -> float:
+    """Return the head's ``C`` of ``grid`` with the best stratified cross-validated accuracy.
+
+    Up to 5 folds (fewer when a label has fewer examples); 1.0 when a label has one
+    example. A tie goes to the ``C`` nearest 1 (scikit-learn's default).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = min(5, min(list(labels).count(x) for x in set(labels)))
+    if folds < 2:
+        return 1.0
+    split = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    scores = {
+        c: cross_val_score(
+            LogisticRegression(C=c, max_iter=2000, random_state=random_state),
+            vectors, list(labels), cv=split,
+        ).mean()
+        for c in grid
+    }  # fmt: skip
+    best = max(scores.values())
+    return min((c for c in grid if scores[c] == best), key=lambda c: abs(np.log(c)))
+
+
 class SetFitModel:
     """A trained SetFit model: the fine-tuned encoder (``body``) and its :class:`Head`.
 
@@ -190,4 +219,4 @@ def encode_body(
     return encode_with(body, texts, batch_size, progress)
 
 
-__all__ = ["Head", "SetFitModel", "encode_body", "export_body"]
+__all__ = ["Head", "SetFitModel", "cross_validated_c", "encode_body", "export_body"]

@@ -107,7 +107,9 @@ def config_of(values: Mapping[str, Any]) -> SetFitConfig:
     return SetFitConfig(
         max_steps=int(values["max_steps"]),
         pairs_per_example=int(values["pairs_per_example"]),
-        learning_rate=float(values["learning_rate"]),
+        loss=str(values["loss"]),
+        epochs=float(values["epochs"]),
+        learning_rate=float(values["learning_rate"] or 0.0),  # 0: the objective's default
         random_state=int(values["random_state"]),
     )
 
@@ -264,7 +266,9 @@ def _recipe(config: SetFitConfig, folds: int, steps: list[int]) -> dict[str, Any
         "steps": sum(steps),
         "phase_steps": steps,
         "max_steps": config.max_steps,
-        "pairs_per_example": config.pairs_per_example,
+        "loss": config.loss,
+        **({"pairs_per_example": config.pairs_per_example} if config.loss == "pairs" else {}),
+        **({"epochs": config.epochs} if config.loss != "pairs" else {}),
         "learning_rate": config.learning_rate,
     }
 
