@@ -164,9 +164,20 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.state.replies.pop(0) if self.state.replies else None
             self.state.in_flight += 1
             self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        self._in_flight = True
         try:
             self._answer(reply or self.state.default(request), body)
         finally:
+            self._done()
+
+    def _done(self) -> None:
+        """Count this request out of flight once, before its reply is written.
+
+        After the write the client may send its next request before this thread runs
+        again, and counting out only then would see one request too many in flight.
+        """
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
             with self.state.lock:
                 self.state.in_flight -= 1
 
@@ -183,6 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(_completion(reply, body)).encode())
 
     def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self._done()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
