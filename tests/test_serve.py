@@ -136,7 +136,11 @@ def test_examples_added_by_another_process_answer_the_next_request(server: Serve
         ([1, 2], 422, "body: expected a JSON object"),
         ({"texts": ["x"] * 9}, 413, "got 9 texts in one request; the server takes at most 8"),
         ({"text": "x" * 5000}, 413, "the request body has 5012 bytes; the server takes at most"),
-        ({"text": "\ud800 lone"}, 422, "body.text: Input should be a valid string, unable to parse"),
+        (
+            {"text": "\ud800 lone"},
+            422,
+            "body.text: Input should be a valid string, unable to parse",
+        ),
     ],
 )
 def test_bad_requests_get_the_status_and_the_message(

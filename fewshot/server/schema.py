@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 MAX_K = 1000
 """The largest ``k`` a request may ask for (the CLI has no cap; a server needs one)."""
 
-Text = Annotated[str, Field(pattern=r"\S", description="A non-blank text.")]
+# Not only whitespace as Python's str.strip() sees it (\x1c-\x1f too), in any regex engine.
+Text = Annotated[str, Field(pattern=r"[^\s\x1c-\x1f]", description="A non-blank text.")]
 
 
 class _Strict(BaseModel):
