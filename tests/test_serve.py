@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -27,6 +29,7 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 
 from fewshot.cli import cli
 from fewshot.server.app import Refused, _runner
+from fewshot.server.worker import Worker
 from fewshot.workspace import Workspace
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -248,3 +251,44 @@ def test_a_request_past_the_timeout_is_a_504_and_is_dropped_from_the_queue() -> 
     assert caught.value.status == 504
     assert "took longer than the server's timeout (0.05 s)" in str(caught.value)
     assert never.cancelled()
+
+
+def test_the_readme_requests_work(server: Server) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    part = readme.split("## Serving over HTTP\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in part.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 6
+    for line in lines:
+        args = shlex.split(line)
+        method = args[args.index("-X") + 1] if "-X" in args else "GET"
+        url = next(a for a in args if a.startswith("http://127.0.0.1:8000/"))
+        body = json.loads(args[args.index("-d") + 1]) if "-d" in args else None
+        status, answer = server.call(method, url.removeprefix("http://127.0.0.1:8000"), body)
+        assert status == 200, (line, answer)
+
+
+def test_requests_queued_together_each_get_their_own_answers(tmp_path: Path) -> None:
+    store = tmp_path / "ws"
+    with Workspace.create(store) as ws:
+        ws.import_file(EXAMPLES / "tickets.csv", train="never")
+        expected = [p.to_dict() for p in ws.classify(QUERIES)]
+    worker = Worker(store, max_batch=4)
+    worker.start()
+    gate = threading.Event()
+    held = worker.call(lambda ws: gate.wait(60))  # the worker waits here: the rest queue up
+    single = [worker.classify([q], None, False) for q in QUERIES]
+    pair = worker.classify(QUERIES[1:], None, False)
+    explained = worker.classify(QUERIES[:1], 2, True)  # other options: a batch of its own
+    gate.set()
+    try:
+        assert held.result(60) is True
+        assert [f.result(60) for f in single] == [[e] for e in expected]
+        # a batch of other texts pads them otherwise: the same answers, floats to ~1e-6
+        answered = pair.result(60)
+        assert [r["label"] for r in answered] == [e["label"] for e in expected[1:]]
+        confidences = [r["confidence"] for r in answered]
+        assert confidences == pytest.approx([e["confidence"] for e in expected[1:]], abs=1e-5)
+        record = explained.result(60)[0]
+        assert record["label"] == expected[0]["label"] and len(record["neighbors"]) == 2
+    finally:
+        worker.stop()
