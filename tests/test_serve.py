@@ -9,6 +9,7 @@ workspace is the oracle: the same records, the same messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import subprocess
@@ -292,3 +293,37 @@ def test_requests_queued_together_each_get_their_own_answers(tmp_path: Path) -> 
         assert record["label"] == expected[0]["label"] and len(record["neighbors"]) == 2
     finally:
         worker.stop()
+
+
+def test_a_bug_is_a_500_whose_body_has_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fewshot.server.app import create_app
+
+    def planted_bug(self: Workspace) -> None:
+        raise RuntimeError("planted bug: secret internals")
+
+    Workspace.create(tmp_path / "ws").close()
+    monkeypatch.setattr(Workspace, "status", planted_bug)
+    worker = Worker(tmp_path / "ws")
+    worker.start()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/status", "raw_path": b"/status",
+             "query_string": b"", "headers": [], "http_version": "1.1", "scheme": "http",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1),
+             "root_path": ""}  # fmt: skip
+    try:
+        with contextlib.suppress(RuntimeError):  # Starlette re-raises it after answering
+            asyncio.run(create_app(worker)(scope, receive, send))
+    finally:
+        worker.stop()
+    assert sent[0]["status"] == 500
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body == {"error": "internal error (a bug in fewshot); the server's log has the details."}

@@ -4,8 +4,9 @@ Every route but ``/healthz`` and the docs hands its work to the :class:`Worker` 
 for it at most ``timeout`` seconds. Errors are ``{"error": message}`` with the CLI's
 message: 400 bad input, 401 no or a wrong token, 404 nothing to classify with (or no such
 endpoint), 409 a label conflict or a workspace that refuses the write, 413 a body or batch
-over the limits, 422 a body that does not match the schema, 504 a request that ran past
-the timeout. A bug is a 500 whose body says only that; its traceback goes to the log.
+over the limits, 422 a body that does not match the schema, 503 (``/healthz``) a worker
+that stopped, 504 a request that ran past the timeout. A bug is a 500 whose body says only
+that; its traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -84,9 +85,11 @@ def create_app(worker: Worker, limits: Limits = Limits(), token: str | None = No
     common = (401, 413, 422, 504) if token else (413, 422, 504)
     run = _runner(limits.timeout)
 
-    @app.get("/healthz", response_model=schema.Health)
+    @app.get("/healthz", response_model=schema.Health, responses=_errors(503))
     async def healthz() -> dict[str, str]:
-        """Answer at once while the server is up (its workspace opened at start)."""
+        """Answer at once while the server is up and its worker takes requests."""
+        if not worker.alive:
+            raise Refused(503, "the server's worker has stopped; see its log and restart it.")
         return {"status": "ok"}
 
     @app.post(
@@ -128,7 +131,7 @@ def create_app(worker: Worker, limits: Limits = Limits(), token: str | None = No
         "/status",
         dependencies=guarded,
         response_model=schema.Status,
-        responses=_errors(409, *[c for c in common if c not in (413, 422)]),
+        responses=_errors(409, *[c for c in common if c != 422]),
     )
     async def status() -> JSONResponse:
         """Return the workspace's state: ``fewshot status --format json``."""

@@ -78,6 +78,11 @@ class Worker:
         self.path = opened.result()
         return self.path
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker's thread still takes jobs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Finish the jobs queued, then close the workspace and end the thread."""
         self._put(None)
@@ -126,10 +131,20 @@ class Worker:
             return
         try:
             _warm_up(workspace)
-            opened.set_result(workspace.path)
+        except BaseException as err:  # start() re-raises it: nothing is served
+            workspace.close()
+            opened.set_exception(err)
+            return
+        opened.set_result(workspace.path)
+        try:
             while (batch := self._next()) is not None:
-                workspace = _current(workspace)
-                _execute(workspace, [job for job in batch if _claim(job)])
+                jobs = [job for job in batch if _claim(job)]
+                try:
+                    workspace = _current(workspace)
+                except Exception as err:  # reopening failed: these requests say why
+                    _fail(jobs, err)
+                    continue
+                _execute(workspace, jobs)
         finally:
             workspace.close()
 
@@ -152,15 +167,19 @@ def _execute(workspace: Workspace, batch: list[_Job]) -> None:
         texts = [text for job in batch for text in job.texts]
         records = [p.to_dict() for p in _classify(workspace, texts, k, explain)]
     except Exception as err:  # each request reports it: FewshotError as a status, others as 500
-        if not isinstance(err, FewshotError):
-            LOG.exception("a request failed")
-        for job in batch:
-            job.future.set_exception(err)
+        _fail(batch, err)
         return
     start = 0
     for job in batch:
         job.future.set_result(records[start : start + len(job.texts)])
         start += len(job.texts)
+
+
+def _fail(jobs: list[_Job], err: Exception) -> None:
+    if not isinstance(err, FewshotError):
+        LOG.error("a request failed", exc_info=err)
+    for job in jobs:
+        job.future.set_exception(err)
 
 
 def _classify(workspace: Workspace, texts: list[str], k: int | None, explain: bool) -> list[Any]:
