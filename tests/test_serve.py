@@ -136,6 +136,9 @@ def test_examples_added_by_another_process_answer_the_next_request(server: Serve
         ({"texts": []}, 422, "body.texts: List should have at least 1 item"),
         ({"text": "x", "k": 0}, 422, "body.k: Input should be greater than or equal to 1"),
         ({"text": "x", "texts": ["y"]}, 422, "body.text: Extra inputs are not permitted"),
+        ({"text": "x", "explain": 0}, 422, "body.explain: Input should be a valid boolean"),
+        ({"text": "x", "k": "2"}, 422, "body.k: Input should be a valid integer"),
+        ({"text": "x", "k": 2.5}, 422, "body.k: Input should be a valid integer"),
         ({"texts": ["ok", " \t"]}, 422, "body.texts.1: the text is empty or only whitespace"),
         ([1, 2], 422, "body: expected a JSON object"),
         ({"texts": ["x"] * 9}, 413, "got 9 texts in one request; the server takes at most 8"),
@@ -169,6 +172,7 @@ def test_the_schema_and_its_docs_page_are_served(server: Server) -> None:
     assert status == 200
     assert {"/classify", "/examples", "/status", "/healthz"} <= set(schema["paths"])
     assert "413" in schema["paths"]["/classify"]["post"]["responses"]
+    assert schema["components"]["schemas"]["ManyTexts"]["properties"]["texts"]["maxItems"] == 8
     status, page = server.call("GET", "/docs")
     assert status == 200 and "swagger" in page.lower()
 

@@ -137,6 +137,8 @@ def create_app(worker: Worker, limits: Limits = Limits(), token: str | None = No
         """Return the workspace's state: ``fewshot status --format json``."""
         return JSONResponse(await run(lambda: worker.call(Workspace.status)))
 
+    plain = app.openapi
+    app.openapi = lambda: schema.with_batch_limit(plain(), limits.max_batch)  # type: ignore[method-assign]
     return BodyLimit(app, limits.max_body_bytes)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 MAX_K = 1000
 """The largest ``k`` a request may ask for (the CLI has no cap; a server needs one)."""
@@ -17,8 +17,14 @@ MAX_K = 1000
 Text = Annotated[str, Field(pattern=r"[^\s\x1c-\x1f]", description="A non-blank text.")]
 
 
+def _integral(value: Any) -> Any:
+    """Read 2.0 as 2: JSON Schema's integers include numbers with no fraction."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `"explain": 0` or `"k": "2"` is an error, not read as false or 2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Options(_Strict):
@@ -26,6 +32,11 @@ class _Options(_Strict):
     k: int | None = Field(
         None, ge=1, le=MAX_K, description="Neighbours that vote (default: the setting k)."
     )
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _integral_k(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 class OneText(_Options):
@@ -60,6 +71,20 @@ class Examples(_Strict):
 
     examples: list[LabeledText] = Field(min_length=1)
     relabel: bool = Field(False, description="Change the label of texts labeled otherwise.")
+
+
+def with_batch_limit(openapi: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Return the schema with ``maxItems`` on each list of texts: the server's ``--max-batch``.
+
+    Only documented: a longer list is parsed and then refused with a 413 (too large), not a
+    422 (malformed).
+    """
+    shapes = openapi.get("components", {}).get("schemas", {})
+    for name, field in (("ManyTexts", "texts"), ("SameLabel", "texts"), ("Examples", "examples")):
+        prop = shapes.get(name, {}).get("properties", {}).get(field)
+        if prop is not None:
+            prop["maxItems"] = limit
+    return openapi
 
 
 def _shape(many: str, one: str, key: str) -> Any:
@@ -155,4 +180,5 @@ __all__ = [
     "Prediction",
     "SameLabel",
     "Status",
+    "with_batch_limit",
 ]
