@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fewshot.errors import (
     BackendError,
     ConfigError,
+    ConflictError,
     DataError,
     FewshotError,
     MissingExtraError,
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BackendError",
     "ConfigError",
+    "ConflictError",
     "DataError",
     "Example",
     "FewShotClassifier",

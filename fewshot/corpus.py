@@ -20,7 +20,7 @@ import numpy as np
 
 from fewshot.dataio import check_one_label_per_text, clean_text, read_labeled
 from fewshot.embed import Encoder
-from fewshot.errors import DataError
+from fewshot.errors import ConflictError, DataError
 from fewshot.stages.retrieval import Memory
 from fewshot.storage.index import VectorIndex
 from fewshot.storage.store import Store
@@ -223,7 +223,7 @@ def _plan(unique: dict[str, tuple[str, str]], stored: dict[str, Example], relabe
         elif relabel:
             plan.changes[old.id] = label
         else:
-            raise DataError(
+            raise ConflictError(
                 f"{where}: this text is already labeled '{old.label}' in the workspace, "
                 f"not '{label}'; pass --relabel to change its label. Nothing was added."
             )

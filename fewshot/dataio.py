@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fewshot.errors import DataError
+from fewshot.errors import ConflictError, DataError
 
 LABELED_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -193,7 +193,7 @@ def check_one_label_per_text(rows: Iterable[tuple[str, str, str]]) -> None:
     for text, label, where in rows:
         first = seen.setdefault(text, (label, where))
         if first[0] != label:
-            raise DataError(
+            raise ConflictError(
                 f"{where}: this text is labeled '{label}' here but '{first[0]}' at "
                 f"{first[1]}; give each text one label."
             )

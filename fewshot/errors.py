@@ -18,6 +18,10 @@ class DataError(FewshotError):
     """Input data (a file, a text, a label) is invalid."""
 
 
+class ConflictError(DataError):
+    """A text is given two labels: in one input, or against the label it has in the workspace."""
+
+
 class WorkspaceError(FewshotError):
     """The workspace on disk is missing, unreadable or inconsistent."""
 

@@ -202,3 +202,13 @@ def test_retrieval_is_at_least_as_accurate_as_weighted_knn(dataset: str, encoder
     chance = 100 / len(set(truth))
     assert np.mean(knn) > chance + 5, "the baseline itself must work, or the comparison is empty"
     assert np.mean(ours) >= np.mean(knn) - 0.5, f"retrieval {ours} vs weighted kNN {knn}"
+
+
+def test_a_label_ending_in_a_nul_character_is_answered_as_it_is(workspace: Workspace) -> None:
+    # found by the serve schema fuzz: numpy's str arrays drop trailing NULs, so the label
+    # was missing from its own counts (a KeyError on every classify) and its prototype
+    workspace.add(["I want my money back", "refund my order please"], "refund\x00")
+    workspace.add(["where is my parcel?", "my package has not arrived"], "shipping")
+    predictions = workspace.classify(["give me a refund", "the parcel is late"])
+    assert [p.label for p in predictions] == ["refund\x00", "shipping"]
+    assert set(predictions[0].scores) == {"refund\x00", "shipping"}

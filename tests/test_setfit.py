@@ -492,6 +492,19 @@ def test_cli_train_rollback_and_status(ws: Workspace) -> None:
     ]
 
 
+def test_the_registry_keeps_the_last_model_until_its_files_change(ws: Workspace) -> None:
+    first = ws.registry.load_model(1)
+    assert ws.registry.load_model(1) is first  # a server asks per request: loaded once
+    head = ws.registry.directory / "1" / "head.json"
+    head.write_text(head.read_text(encoding="utf-8"), encoding="utf-8")  # rewritten, same text
+    os.utime(head, ns=(head.stat().st_atime_ns, head.stat().st_mtime_ns + 10**9))
+    again = ws.registry.load_model(1)
+    assert again is not first
+    assert ws.registry.load_model(1) is again
+    texts = list(QUERIES.values())
+    assert np.allclose(again.predict_proba(texts), first.predict_proba(texts))
+
+
 def test_a_saved_model_loads_with_the_same_predictions(tmp_path: Path) -> None:
     # Three labels: sklearn's multi-class coef_ is Fortran-ordered, which once loaded back
     # transposed (a two-label head never showed it).

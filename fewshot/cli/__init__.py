@@ -23,6 +23,7 @@ from fewshot.cli.base import (
 )
 from fewshot.cli.measure import eval_
 from fewshot.cli.render import closed_pipe, flushed
+from fewshot.cli.serve import serve
 from fewshot.cli.training import add_mode, rollback, train, wait_option
 from fewshot.errors import FewshotError
 
@@ -282,6 +283,7 @@ def export(ctx: click.Context, fmt: str) -> None:
 cli.add_command(train)
 cli.add_command(rollback)
 cli.add_command(eval_)
+cli.add_command(serve)
 
 
 @cli.command()

@@ -19,6 +19,7 @@ labels, then the label name.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,10 +43,11 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def prototypes(vectors: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """Return the unit-normalised mean vector of each class, one row per entry of ``classes``."""
-    label_array = np.asarray(labels)
     rows = []
     for name in classes:
-        mean = vectors[label_array == name].mean(axis=0)
+        # compared in Python: numpy's str scalars and arrays drop a trailing NUL ("a\x00")
+        mask = np.fromiter((label == name for label in labels), dtype=bool, count=len(labels))
+        mean = vectors[mask].mean(axis=0)
         rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     return np.asarray(np.stack(rows), dtype=np.float32)
 
@@ -243,9 +245,9 @@ def leave_one_out_sims(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarr
     The third array, (n, classes), holds each scored example's cosine to every prototype,
     its own label's prototype made without it.
     """
-    labels = np.asarray(memory.labels)
+    labels = np.asarray(memory.labels, dtype=object)  # a str array would drop trailing NULs
     column = {name: i for i, name in enumerate(memory.classes)}
-    counts = {name: int((labels == name).sum()) for name in memory.classes}
+    counts = Counter(memory.labels)
     rows = np.flatnonzero([counts[label] >= 2 for label in labels])
     if len(rows) > LOO_LIMIT:
         rows = rows[np.linspace(0, len(rows) - 1, LOO_LIMIT).astype(int)]

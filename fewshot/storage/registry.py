@@ -90,6 +90,7 @@ class Registry:
     def __init__(self, store: Store, path: Path) -> None:
         self.store = store
         self.path = path
+        self._loaded: tuple[tuple[object, ...], SetFitModel] | None = None
 
     @property
     def directory(self) -> Path:
@@ -147,10 +148,22 @@ class Registry:
         return None if missing is None else f"model v{version} unavailable: {missing} is missing"
 
     def load_model(self, version: int) -> SetFitModel:
-        """Load model ``version`` (safetensors and JSON; nothing is unpickled)."""
+        """Load model ``version`` (safetensors and JSON; nothing is unpickled).
+
+        The last model loaded is kept: asked for again while its files are unchanged (the
+        same sizes and modification times), it is returned without reading them again, so
+        a long-lived process (``fewshot serve``) loads a version once, and again only when
+        its files change.
+        """
         from fewshot.stages.setfit import SetFitModel
 
-        return SetFitModel.load(self.directory / str(version))
+        directory = self.directory / str(version)
+        key = (version, *_stamps(directory))
+        if self._loaded is not None and self._loaded[0] == key:
+            return self._loaded[1]
+        model = SetFitModel.load(directory)
+        self._loaded = (key, model) if None not in key else None
+        return model
 
     def record(
         self,
@@ -223,6 +236,23 @@ class Registry:
         older = [m.version for m in models if m.status == RETIRED and m.version < current.version]
         usable = [v for v in older if self.problem(v) is None]
         return usable[-1] if usable else None
+
+
+def _stamps(directory: Path) -> list[tuple[int, int] | None]:
+    """Return the size and modification time of each file of a model (None for one missing)."""
+    from fewshot.stages.setfit import BODY_DIR, HEAD_ARRAYS, HEAD_JSON
+
+    stamps: list[tuple[int, int] | None] = []
+    for path in (directory / HEAD_JSON, directory / HEAD_ARRAYS, directory / BODY_DIR):
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                info = file.stat()
+            except OSError:
+                stamps.append(None)
+                continue
+            stamps.append((info.st_size, info.st_mtime_ns))
+    return stamps
 
 
 __all__ = ["MODELS_DIR", "REJECTED", "RETIRED", "SERVING", "ModelVersion", "Registry"]
