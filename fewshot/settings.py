@@ -128,7 +128,7 @@ SETTINGS: dict[str, Setting] = {
     "loss": _s(
         "setfit",
         _choice(LOSSES),
-        "contrastive",
+        "pairs",
         "training objective: contrastive (in-batch, by label) or pairs (the SetFit paper's)",
     ),
     "epochs": _s(

@@ -21,7 +21,7 @@ from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, fresh_body, wi
 from fewshot.stages.setfit import Head, encode_body
 
 TICKETS = Path(__file__).resolve().parents[1] / "examples" / "tickets.csv"
-RECIPE = SetFitConfig(epochs=8, learning_rate=1e-4)
+RECIPE = SetFitConfig(loss="contrastive", epochs=8, learning_rate=1e-4)
 
 
 def _tickets() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -64,9 +64,9 @@ def test_a_small_set_is_one_batch_per_epoch() -> None:
     labels = ["a"] * 8 + ["b"] * 8
     batches = label_batches(labels, batch_size=32, n_batches=3, random_state=0)
     assert [sorted(b) for b in batches] == [list(range(16))] * 3
-    assert SetFitConfig(epochs=10).steps(16) == 10  # one step an epoch
-    assert SetFitConfig(epochs=10, texts_per_batch=32).steps(512) == 160  # 10 x 512 / 32
-    assert SetFitConfig(epochs=10, max_steps=50).steps(512) == 50
+    assert SetFitConfig(loss="contrastive", epochs=10).steps(16) == 10  # one step an epoch
+    assert SetFitConfig(loss="contrastive", epochs=10, texts_per_batch=32).steps(512) == 160
+    assert SetFitConfig(loss="contrastive", epochs=10, max_steps=50).steps(512) == 50
     assert SetFitConfig(loss="pairs", pairs_per_example=40).steps(16) == 40  # 640 pairs / 16
 
 
@@ -157,12 +157,12 @@ def test_training_learns_the_held_out_texts_and_reports_each_step(tmp_path: Path
 
 def test_training_is_deterministic_for_a_seed_and_can_be_stopped(tmp_path: Path) -> None:
     texts, labels, held, _ = _tickets()
-    config = SetFitConfig(epochs=3, learning_rate=1e-4, random_state=5)
+    config = SetFitConfig(loss="contrastive", epochs=3, learning_rate=1e-4, random_state=5)
     first, first_losses = _train(texts, labels, config, tmp_path, _Probe())
     again, again_losses = _train(texts, labels, config, tmp_path, _Probe())
     assert first_losses == again_losses
     np.testing.assert_array_equal(encode_body(first, held), encode_body(again, held))
-    other = SetFitConfig(epochs=3, learning_rate=1e-4, random_state=6)
+    other = SetFitConfig(loss="contrastive", epochs=3, learning_rate=1e-4, random_state=6)
     _, other_losses = _train(texts, labels, other, tmp_path, _Probe())
     assert other_losses != first_losses
     probe = _Probe(stop_at=2)

@@ -2,10 +2,11 @@
 
 Two objectives (``SetFitConfig.loss``, the workspace setting ``loss``):
 
-* ``contrastive`` (the default): a supervised contrastive loss over label-mixed batches,
+* ``contrastive``: a supervised contrastive loss over label-mixed batches,
   in-batch negatives, a budget of ``epochs`` passes over the examples
   (:mod:`fewshot.stages.contrastive`; measured in benchmarks/training_levers.md);
-* ``pairs``: the SetFit paper's algorithm run by the setfit library's ``Trainer``
+* ``pairs`` (the default: at 8 examples per label its models are about 1.8 points more
+  accurate, benchmarks/RESULTS.md): the SetFit paper's algorithm run by setfit's ``Trainer``
   (CosineSimilarity loss on positive / negative text pairs), with two changes that keep it
   CPU-sane: **pairs are sampled, not enumerated** (:func:`sample_pairs` draws
   ``pairs_per_example`` pairs per example, half positive, half negative, in time linear in
@@ -60,7 +61,7 @@ class SetFitConfig:
     batch_size: int = 16
     learning_rate: float = 0.0
     random_state: int = 0
-    loss: str = "contrastive"
+    loss: str = "pairs"
     epochs: float = 10.0
     texts_per_batch: int = 32
     temperature: float = 0.05
