@@ -108,18 +108,29 @@ def figures(in_scope: np.ndarray, right: np.ndarray, oos: np.ndarray) -> dict[st
     }
 
 
+def open_set_support(
+    data: Path, dataset: str, n: int, seed: int
+) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """Return the support set drawn from the known labels, the test split (at most 2,000
+    rows) and the labels held back: ``(support, support_labels, test_texts, test_labels,
+    unknown)``."""
+    texts, labels = read_split(data, dataset, "train")
+    test_texts, test_labels = read_split(data, dataset, "test")
+    unknown = unknown_labels(labels, seed)
+    kept = [i for i, label in enumerate(labels) if label not in unknown]
+    support, support_labels = sample_support(
+        [texts[i] for i in kept], [labels[i] for i in kept], n, seed
+    )
+    return support, support_labels, test_texts[:2000], test_labels[:2000], unknown
+
+
 def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> dict[str, Any]:
     """Run every method on one (dataset, N, seed) support set."""
     from fewshot.stages import scope
     from fewshot.stages.retrieval import Memory, RetrievalStage, Vote
 
-    texts, labels = read_split(data, dataset, "train")
-    test_texts, test_labels = read_split(data, dataset, "test")
-    test_texts, test_labels = test_texts[:2000], test_labels[:2000]
-    unknown = unknown_labels(labels, seed)
-    kept = [i for i, label in enumerate(labels) if label not in unknown]
-    support, support_labels = sample_support(
-        [texts[i] for i in kept], [labels[i] for i in kept], n, seed
+    support, support_labels, test_texts, test_labels, unknown = open_set_support(
+        data, dataset, n, seed
     )
     memory = Memory.build(support, support_labels, cache.encode(support)[0])
     vectors = cache.encode(test_texts)[0]
@@ -133,7 +144,7 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
         "n_per_label": n,
         "seed": seed,
         "unknown": unknown,
-        "labels": len(set(labels)),
+        "labels": len(set(support_labels)) + len(unknown),
         "test_in_scope": int((~oos).sum()),
         "test_out_of_scope": int(oos.sum()),
         "closed_set_accuracy": float(right[~oos].mean()),

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import DEFAULT_CACHE, DEFAULT_DATA, HERE, EmbeddingCache, read_split, sample_support
+from common import DEFAULT_CACHE, DEFAULT_DATA, HERE, EmbeddingCache
 from common import write_json as write
-from open_set import MODEL, TARGET, figures, unknown_labels
+from open_set import MODEL, TARGET, figures, open_set_support
 
 NOTE = (
     "`benchmarks/open_set_setfit.py`: the same open-set support sets, a SetFit model trained "
@@ -44,13 +44,8 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
     from fewshot.stages.finetune import SetFitConfig, fresh_body, train_model
     from fewshot.stages.retrieval import Memory, Vote
 
-    texts, labels = read_split(data, dataset, "train")
-    test_texts, test_labels = read_split(data, dataset, "test")
-    test_texts, test_labels = test_texts[:2000], test_labels[:2000]
-    unknown = unknown_labels(labels, seed)
-    kept = [i for i, label in enumerate(labels) if label not in unknown]
-    support, support_labels = sample_support(
-        [texts[i] for i in kept], [labels[i] for i in kept], n, seed
+    support, support_labels, test_texts, test_labels, unknown = open_set_support(
+        data, dataset, n, seed
     )
     with tempfile.TemporaryDirectory() as tmp:
         body = fresh_body(resolve_model(DEFAULT_MODEL))

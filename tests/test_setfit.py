@@ -307,11 +307,11 @@ def test_the_objective_is_recorded_and_the_pair_objective_stays_selectable(
     ws.add(SHIPPING, "shipping", train="never")
     pairs = ws.train(force=True)
     ws.config("loss", "contrastive")
-    default = ws.train(force=True)  # the fast objective, chosen
+    fast = ws.train(force=True)
     ws.close()
-    assert default is not None and pairs is not None
+    assert fast is not None and pairs is not None
     recipe = ("loss", "learning_rate", "epochs", "pairs_per_example", "steps")
-    assert {k: default.metrics.get(k) for k in recipe} == {
+    assert {k: fast.metrics.get(k) for k in recipe} == {
         "loss": "contrastive", "learning_rate": 1e-4, "epochs": 10.0,
         "pairs_per_example": None, "steps": 2,
     }  # fmt: skip
