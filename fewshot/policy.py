@@ -8,11 +8,14 @@
   any status) was not trained on, or the examples of threshold labels grew by
   ``retrain_growth`` (default 50%) since then. A rejected candidate therefore does not
   retrain on every add: the next try waits for the same growth.
-* **Promotion gate**: the candidate serves only if it measurably beats the stage serving
-  now on a held-out part of the labeled set: a higher accuracy by more than ``gate_margin``
-  (default 0), or, with margin 0, the same accuracy and a better ranking of the same
-  examples by its encoder (:func:`promote`; a few held-out examples often tie on
-  accuracy). See ``fewshot/gate.py``.
+* **Recipe by shape** (``loss auto``, the default): the SetFit paper's sampled pairs below
+  :data:`MANY_LABELS` (10) trained labels, the in-batch contrastive loss from there on
+  (:func:`loss_for`): on the benchmark, pairs are 1.9 points ahead on the six few-label
+  datasets and contrastive 5.6 points ahead on 64 intents, at a sixth of the time.
+* **Promotion gate**: the candidate serves unless it is clearly worse than the stage serving
+  now on a held-out part of the labeled set (a sign test on the texts the two disagree on,
+  :func:`promote`), and no guard fired (:func:`guard`). ``gate_margin`` above 0 asks instead
+  for that much more held-out accuracy. See ``fewshot/tasks/gate.py``.
 * **Who answers**: the SetFit model, unless retrieval's label is one the model never saw and
   retrieval is at least ``new_label_confidence`` (default 0.5) sure of it.
 * **The LLM** (when one is configured) answers the gate's held-out texts too and serves only
@@ -31,6 +34,19 @@ import numpy as np
 
 from fewshot.storage.registry import ModelVersion
 from fewshot.values import Prediction
+
+MANY_LABELS = 10
+
+
+def loss_for(setting: str, n_labels: int) -> str:
+    """Return the training objective for ``n_labels`` trained labels (``loss`` setting).
+
+    ``auto`` takes ``pairs`` below :data:`MANY_LABELS` labels and ``contrastive`` from there
+    on; any other setting is its own answer.
+    """
+    if setting != "auto":
+        return setting
+    return "contrastive" if n_labels >= MANY_LABELS else "pairs"
 
 
 def eligible(counts: Mapping[str, int], min_per_label: int) -> list[str]:
@@ -76,45 +92,59 @@ class Verdict:
     reason: str
 
 
+GATE_EVIDENCE = 0.1
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided sign test: the chance of at least ``wins`` of ``wins + losses`` under a tie."""
+    total = wins + losses
+    return float(sum(math.comb(total, i) for i in range(wins, total + 1)) / 2**total)
+
+
 def promote(
-    candidate: float,
-    serving: float,
+    candidate_right: Sequence[bool],
+    serving_right: Sequence[bool],
     margin: float,
-    candidate_ranking: float = math.nan,
-    serving_ranking: float = math.nan,
     new_labels: Sequence[str] = (),
 ) -> Verdict:
     """Decide whether the candidate takes over (the gate), and say why.
 
-    The candidate must answer the held-out examples more accurately than what serves, by
-    more than ``margin``. With ``margin`` 0, equal accuracy (a few held-out examples often
-    tie) is decided by the finer measure on the same examples: the candidate serves if its
-    encoder ranks them better (mean :func:`fewshot.metrics.pair_ranking`, by more than
-    1e-9); an equal ranking keeps what serves, and NaN never wins.
+    Both answered the same held-out texts (per text: right or not). With ``margin`` 0 (the
+    default) the candidate serves **unless it is clearly worse**: only the texts the two
+    disagree on tell them apart, and the candidate is kept out when the serving stage alone
+    was right on more of them and a one-sided sign test gives at most
+    :data:`GATE_EVIDENCE` (0.1) for that under a tie (4 against 0, 6 against 1, 9 against
+    3...). A tie or a small difference promotes: the benchmark's prior says a fine-tuned
+    model of the recipe for this shape beats retrieval (see ``docs/architecture.md``), and a
+    few held-out texts cannot overturn that. With ``margin`` above 0 the candidate must be
+    more accurate by more than ``margin``, and a tie never wins.
 
     Args:
-        candidate: The candidate's accuracy on the held-out examples.
-        serving: The serving stage's accuracy on the same examples.
-        margin: The accuracy the candidate must add (``gate_margin``).
-        candidate_ranking: The candidate encoder's mean ranking of those examples.
-        serving_ranking: The serving stage's encoder's.
-        new_labels: Labels the candidate learned and the serving model did not: on equal
-            accuracy the candidate serves (one model that knows every label, rather than
-            retrieval standing in for the labels the serving model lacks).
+        candidate_right: Per compared held-out text, the candidate answered it right.
+        serving_right: The same for the serving stage.
+        margin: The accuracy the candidate must add (``gate_margin``; 0: unless worse).
+        new_labels: Labels the candidate learned and the serving model did not (named in
+            the reason of a tie).
     """
-    if candidate > serving + margin:
-        return Verdict(True, "higher held-out accuracy")
-    if margin == 0 and math.isclose(candidate, serving, abs_tol=1e-9):
+    better = sum(bool(c) and not bool(s) for c, s in zip(candidate_right, serving_right))
+    worse = sum(bool(s) and not bool(c) for c, s in zip(candidate_right, serving_right))
+    n = max(len(candidate_right), 1)
+    if margin > 0:
+        if (better - worse) / n > margin + 1e-12:
+            return Verdict(True, f"held-out accuracy higher by more than {margin:g}")
+        return Verdict(False, f"held-out accuracy not higher by more than {margin:g}")
+    told = f"it alone was right on {better} held-out texts, the serving stage alone on {worse}"
+    if better > worse:
+        return Verdict(True, f"higher held-out accuracy ({told})")
+    if better == worse:
         if new_labels:
             shown = ", ".join(f"'{label}'" for label in new_labels)
             return Verdict(True, f"same held-out accuracy, and it knows {shown}")
-        # equal rankings (a mean of a few fractions; they can differ by float rounding) keep
-        if candidate_ranking > serving_ranking + 1e-9:
-            return Verdict(True, "same held-out accuracy, better ranking")
-        return Verdict(False, "same held-out accuracy, ranking not better")
-    if margin > 0:
-        return Verdict(False, f"held-out accuracy not higher by more than {margin:g}")
-    return Verdict(False, "lower held-out accuracy")
+        return Verdict(True, "same held-out accuracy: a tie goes to the fine-tuned model")
+    p = sign_test(worse, better)
+    if p <= GATE_EVIDENCE:
+        return Verdict(False, f"clearly lower held-out accuracy: {told} (sign test p = {p:.3f})")
+    return Verdict(True, f"lower held-out accuracy by a statistical tie: {told} (p = {p:.3f})")
 
 
 CHANCE_MIN_PER_LABEL = 10
@@ -175,8 +205,7 @@ def llm_serves(llm_right: Sequence[bool], local_right: Sequence[bool]) -> Verdic
     """
     better = sum(bool(x) and not bool(y) for x, y in zip(llm_right, local_right))
     worse = sum(bool(y) and not bool(x) for x, y in zip(llm_right, local_right))
-    total = better + worse
-    p = sum(math.comb(total, i) for i in range(better, total + 1)) / 2**total
+    p = sign_test(better, worse)
     told = f"the LLM alone was right on {better} held-out texts, the local stage alone on {worse}"
     if better > worse and p <= LLM_EVIDENCE:
         return Verdict(True, f"{told} (sign test p = {p:.3f})")
@@ -224,13 +253,17 @@ def answer(
 
 
 __all__ = [
+    "GATE_EVIDENCE",
     "LLM_EVIDENCE",
+    "MANY_LABELS",
     "Verdict",
     "answer",
     "combine",
     "eligible",
     "guard",
     "llm_serves",
+    "loss_for",
     "promote",
+    "sign_test",
     "training_due",
 ]

@@ -38,7 +38,7 @@ from fewshot.storage.store import Store
 
 TRAIN_MODES = ("auto", "never", "background")
 STAGES = ("auto", "retrieval", "setfit", "llm")
-LOSSES = ("contrastive", "pairs")
+LOSSES = ("auto", "contrastive", "pairs")
 _PROMPT = PromptOptions()
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -128,8 +128,9 @@ SETTINGS: dict[str, Setting] = {
     "loss": _s(
         "setfit",
         _choice(LOSSES),
-        "pairs",
-        "training objective: contrastive (in-batch, by label) or pairs (the SetFit paper's)",
+        "auto",
+        "training objective: pairs (the SetFit paper's) below 10 labels, contrastive "
+        "(in-batch, by label) from 10 on (auto), or the one named",
     ),
     "epochs": _s(
         "setfit", _number(0.01, 1000.0), 10.0, "passes over the examples (loss contrastive)"

@@ -44,13 +44,13 @@ def test_chance_fires_only_with_enough_held_out_texts() -> None:
 def test_a_tie_goes_to_the_candidate_that_knows_more_labels() -> None:
     from fewshot.policy import promote
 
-    known = promote(0.75, 0.75, 0.0, 0.5, 0.9, new_labels=["login"])
+    same = ([True, True, False], [True, True, False])
+    known = promote(*same, 0.0, new_labels=["login"])
     assert (known.promoted, known.reason) == (True, "same held-out accuracy, and it knows 'login'")
-    plain = promote(0.75, 0.75, 0.0, 0.5, 0.9)
-    assert (plain.promoted, plain.reason) == (False, "same held-out accuracy, ranking not better")
-    worse = promote(0.5, 0.75, 0.0, 0.9, 0.5, new_labels=["login"])
-    assert (worse.promoted, worse.reason) == (False, "lower held-out accuracy")
-    margin = promote(0.75, 0.75, 0.05, new_labels=["login"])
+    # clearly worse (4 against 0) stays out, new labels or not
+    worse = promote([False] * 4, [True] * 4, 0.0, new_labels=["login"])
+    assert worse.promoted is False and worse.reason.startswith("clearly lower")
+    margin = promote(*same, 0.05, new_labels=["login"])
     assert margin.promoted is False  # a margin asks for more accuracy, coverage or not
 
 

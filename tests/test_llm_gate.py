@@ -66,7 +66,9 @@ def test_the_gate_measures_the_llm_and_the_better_stage_serves(
 ) -> None:
     server.respond(lambda request: Reply(TWINS[request.query]))  # right on every text
     ws = Workspace.create(tmp_path / "ws", min_per_label=18)
-    for key, value in (("max_steps", "2"), ("train", "never"), ("llm_url", server.url)):
+    # gate_margin 0.9: no SetFit candidate passes it, so the local stage is retrieval
+    settings = {"max_steps": "2", "train": "never", "llm_url": server.url, "gate_margin": "0.9"}
+    for key, value in settings.items():
         ws.config(key, value)
     ws.add(list(TWINS), list(TWINS.values()))
     assert posts(server) == []  # adding asks the LLM nothing

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -48,24 +46,33 @@ def test_growth_by_the_fraction_retrains_and_a_rejected_model_counts_too() -> No
     assert training_due({"a": 12, "b": 12}, models, 8, 1.0) is None
 
 
-def test_the_gate_needs_strictly_more_than_the_margin() -> None:
-    assert promote(0.80, 0.75, 0.0).promoted is True
-    assert promote(0.70, 0.75, 0.0, 0.99, 0.50).promoted is False  # ranking only breaks ties
-    assert promote(0.80, 0.75, 0.05).promoted is False
-    assert promote(0.81, 0.75, 0.05) == Verdict(True, "higher held-out accuracy")
+def right(candidate: str, serving: str) -> tuple[list[bool], list[bool]]:
+    """Per-text right/wrong of both sides, written as strings of 1s and 0s."""
+    return [c == "1" for c in candidate], [s == "1" for s in serving]
 
 
-def test_a_tie_on_accuracy_is_decided_by_the_ranking_of_the_same_examples() -> None:
-    assert promote(0.75, 0.75, 0.0, 0.90, 0.80) == Verdict(
-        True, "same held-out accuracy, better ranking"
+def test_the_candidate_serves_unless_clearly_worse_on_the_texts_they_disagree_on() -> None:
+    assert promote(*right("1110", "1100"), 0.0).promoted is True  # more accurate
+    tie = promote(*right("1100", "1100"), 0.0)
+    assert tie == Verdict(True, "same held-out accuracy: a tie goes to the fine-tuned model")
+    # 1 against 2 discordant (p = 0.5), 3 against 0 (p = 0.125): a statistical tie promotes
+    assert promote(*right("1001", "0111"), 0.0).promoted is True
+    small = promote(*right("0001", "1111"), 0.0)
+    assert (
+        small.promoted is True and "statistical tie" in small.reason and "p = 0.125" in small.reason
     )
-    assert promote(0.75, 0.75, 0.0, 0.80, 0.80).promoted is False  # equal: what serves stays
-    # equal means of fractions, apart by float rounding only (107/150, as two sums gave it)
-    assert promote(0.75, 0.75, 0.0, 0.7133333333333334, 0.7133333333333333).promoted is False
-    assert promote(0.75, 0.75, 0.0, 0.70, 0.80).promoted is False
-    assert promote(0.75, 0.75, 0.0).promoted is False  # no ranking known: a tie keeps
-    assert promote(0.75, 0.75, 0.0, math.nan, 0.8).promoted is False
-    assert promote(0.75, 0.75, 0.05, 0.99, 0.50).promoted is False  # a margin asks accuracy
+    # 4 against 0 (p = 0.0625), 6 against 1 (p = 0.0625): clearly worse, kept out
+    four = promote(*right("0000", "1111"), 0.0)
+    assert four.promoted is False and four.reason.startswith("clearly lower held-out accuracy")
+    assert promote(*right("1000000", "0111111"), 0.0).promoted is False
+    assert promote(*right("100000", "011111"), 0.0).promoted is True  # 1 against 5: p = 0.109
+
+
+def test_a_margin_asks_for_more_accuracy_and_a_tie_never_wins() -> None:
+    assert promote(*right("1111", "1100"), 0.25).promoted is True  # +0.5 > 0.25
+    assert promote(*right("1110", "1100"), 0.25).promoted is False  # +0.25 is not more
+    assert promote(*right("1100", "1100"), 0.05).promoted is False
+    assert promote(*right("1100", "1100"), 0.05, ["login"]).promoted is False
 
 
 def test_pair_ranking_is_the_roc_auc_of_each_querys_similarities() -> None:

@@ -19,15 +19,14 @@ that fits those answers best, shrunk towards 1 when they are few
 (:mod:`fewshot.calibration`; the head is under-confident otherwise).
 
 The gate never sees the workspace: it gets the examples, their stored vectors, the serving
-version and a way to load it. The decision is :func:`fewshot.policy.promote`: a higher
-held-out accuracy, or the same accuracy and a better :func:`fewshot.metrics.pair_ranking`
-of the same examples by the candidate's encoder than by the serving stage's (the packaged
-encoder for retrieval).
+version and a way to load it. The decision is :func:`fewshot.policy.promote`: the candidate serves
+unless it is clearly worse on the texts the two disagree on (a sign test). The rankings
+(:func:`fewshot.metrics.pair_ranking` of the same examples by each encoder) are recorded
+beside the accuracies, not decided on.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -318,21 +317,21 @@ def mean_defined(values: np.ndarray) -> float | None:
     return float(defined.mean()) if len(defined) else None
 
 
-def verdict(figures: GateFigures, margin: float, new_labels: Sequence[str] = ()) -> policy.Verdict:
+def verdict(
+    figures: GateFigures, candidate: np.ndarray, margin: float, new_labels: Sequence[str] = ()
+) -> policy.Verdict:
     """Return the gate's decision on the figures of :func:`serving_figure`.
 
-    ``new_labels`` are the labels the candidate learned and the serving model did not.
+    ``candidate`` is :attr:`Gate.candidate` (per held-out text, right or not); the texts
+    compared are those ``figures.right`` defines. ``new_labels`` are the labels the
+    candidate learned and the serving model did not.
     """
-
-    def number(value: float | None) -> float:
-        return math.nan if value is None else value
-
+    serving = np.asarray(figures.right, dtype=float)
+    compared = ~np.isnan(serving)
     return policy.promote(
-        figures.accuracy_compared,
-        figures.baseline_accuracy,
+        [bool(x) for x in candidate[compared]],
+        [bool(x) for x in serving[compared]],
         margin,
-        number(figures.ranking_compared),
-        number(figures.baseline_ranking),
         new_labels,
     )
 

@@ -102,12 +102,12 @@ def progress_of(path: Path) -> dict[str, Any] | None:
     return meter.read(path) or {"phase": "starting", "step": 0, "steps": None}
 
 
-def config_of(values: Mapping[str, Any]) -> SetFitConfig:
-    """Return the training recipe from the workspace's settings' values."""
+def config_of(values: Mapping[str, Any], n_labels: int) -> SetFitConfig:
+    """Return the training recipe from the workspace's settings for ``n_labels`` labels."""
     return SetFitConfig(
         max_steps=int(values["max_steps"]),
         pairs_per_example=int(values["pairs_per_example"]),
-        loss=str(values["loss"]),
+        loss=policy.loss_for(str(values["loss"]), n_labels),
         epochs=float(values["epochs"]),
         learning_rate=float(values["learning_rate"] or 0.0),  # 0: the objective's default
         random_state=int(values["random_state"]),
@@ -162,7 +162,7 @@ def train_now(
         )
     directory = registry.directory
     directory.mkdir(exist_ok=True)
-    config = config_of(values)
+    config = config_of(values, len(trained_labels))
     steps = config.steps(sum(counts[label] for label in trained_labels))
     with training_lock(registry.path):
         started = time.time()
@@ -214,7 +214,7 @@ def _train(
     gold = [examples[i].label for i in measured.held_out]
     guard = policy.guard(measured.answers, gold, measured.losses, trained_labels)
     new = [] if serving is None else [x for x in trained_labels if x not in serving.labels]
-    verdict = gate.verdict(figures, float(values["gate_margin"]), new)
+    verdict = gate.verdict(figures, measured.candidate, float(values["gate_margin"]), new)
     if guard is not None:
         verdict = policy.Verdict(False, f"kept out by a guard: {guard}")
     version = registry.next_version()
