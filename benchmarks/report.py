@@ -18,6 +18,8 @@ from typing import Any
 
 from common import ALL_DATASETS, HERE, SETFIT_DATASETS, machine
 
+REPORTED = (*ALL_DATASETS, "hwu64")  # the tables' datasets, in their order
+
 METHODS = ("knn", "wknn", "logreg", "setfit", "setfit-default", "fewshot")
 MCC_DATASETS = {"amazon_counterfactual_en"}
 # SetFit paper (Tunstall et al. 2022), Table 2, as quoted in issue 3 (x 100; MCC for amazon).
@@ -212,7 +214,7 @@ def mean_spread(values: list[float]) -> str:
 
 def accuracy_tables(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[str]:
     out = []
-    datasets = [d for d in ALL_DATASETS if any(key[0] == d for key in cells)]
+    datasets = [d for d in REPORTED if any(key[0] == d for key in cells)]
     for n in sorted({key[1] for key in cells}):
         methods = [m for m in METHODS if any(key[1:] == (n, m) for key in cells)]
         paper = n in PAPER_MPNET
@@ -249,7 +251,7 @@ def comparison(cells: dict[tuple[str, int, str], list[dict[str, Any]]], target: 
             if base == target:
                 continue
             diffs, pairs = [], 0
-            for d in ALL_DATASETS:
+            for d in REPORTED:
                 diff = paired(cells, d, n, target, base)
                 if diff is not None:
                     diffs.append(diff)
@@ -270,7 +272,7 @@ def per_dataset(cells: dict[tuple[str, int, str], list[dict[str, Any]]], target:
     """Paired differences target - baseline per dataset and N (where the target ran)."""
     out = [f"| dataset | N | seeds | {target} | " + " | ".join(f"- {m}" for m in METHODS
            if m != target) + " |", "|---" * (len(METHODS) + 3) + "|"]  # fmt: skip
-    for d in ALL_DATASETS:
+    for d in REPORTED:
         for n in sorted({key[1] for key in cells}):
             runs = cells.get((d, n, target))
             if not runs:
@@ -309,7 +311,7 @@ def time_ratios(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list
         "| dataset | N | seeds (machine) | fewshot / setfit training time |",
         "|---|---|---|---|",
     ]
-    for d in ALL_DATASETS:
+    for d in REPORTED:
         for n in sorted({key[1] for key in cells}):
             ours = {r["seed"]: r for r in cells.get((d, n, "fewshot"), [])}
             theirs = {r["seed"]: r for r in cells.get((d, n, "setfit"), [])}
@@ -436,7 +438,7 @@ def gate_table(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[
     """What the promotion gate measured in each fewshot cell that recorded it."""
     out = ["| dataset | N | seed | gate: candidate / retrieval, correct of n (cross-validated) "
            "| serving | fewshot | setfit | knn |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for d in ALL_DATASETS:
+    for d in REPORTED:
         for n in sorted({key[1] for key in cells}):
             for r in sorted(cells.get((d, n, "fewshot"), []), key=lambda r: r["seed"]):
                 gate = r.get("gate")
@@ -450,6 +452,114 @@ def gate_table(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list[
                     f"{figure(r):.1f} | " + " | ".join(shown) + " |"
                 )
     return [*out, ""]
+
+
+# The fewshot/ code (benchmarks/common.py package_fingerprint) of the cells the current
+# notes describe: the gate that promotes unless clearly worse, loss auto (commit 906fe15).
+FINAL_CODE = "532509a994e3"
+SHAPES = {"six SetFit-paper datasets": SETFIT_DATASETS, "hwu64 (64 intents)": ("hwu64",)}
+
+
+def final_rows(
+    final: list[dict[str, Any]], cells: dict[tuple[str, int, str], list[dict[str, Any]]]
+) -> list[str]:
+    """One row per fewshot cell of the final code: the gate's figures against the test set."""
+    out = ["| dataset | N | seed | gate: candidate / baseline right, of n | serving | fewshot "
+           "| its candidate | setfit | knn | fewshot - setfit | ECE |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in final:
+        d, n, seed = r["dataset"], r["n_per_label"], r["seed"]
+        gate = r.get("gate", {})
+        total = gate.get("compared_on", 0)
+        cand = round(gate.get("held_out_accuracy", 0.0) * total)
+        base = round(gate.get("baseline_accuracy", 0.0) * total)
+        setfit, knn = (seed_figure(cells, d, n, m, seed) for m in ("setfit", "knn"))
+        candidate = candidate_figure(r)
+        shown = ["-" if v is None else f"{v:.1f}" for v in (candidate, setfit, knn)]
+        gap = "-" if setfit is None else f"{figure(r) - setfit:+.1f}"
+        ece = "-" if r.get("ece") is None else f"{r['ece']:.3f}"
+        out.append(f"| {d} | {n} | {seed} | {cand} / {base} of {total} | {r['serving']} | "
+                   f"{figure(r):.1f} | " + " | ".join(shown) + f" | {gap} | {ece} |")  # fmt: skip
+    return [*out, ""]
+
+
+def gaps(
+    rows: list[dict[str, Any]], cells: dict[tuple[str, int, str], list[dict[str, Any]]], m: str
+) -> list[float]:
+    """fewshot minus method m on each row's support set, where m's cell exists."""
+    out = []
+    for r in rows:
+        other = seed_figure(cells, r["dataset"], r["n_per_label"], m, r["seed"])
+        if other is not None:
+            out.append(figure(r) - other)
+    return out
+
+
+def final_summary(
+    final: list[dict[str, Any]], cells: dict[tuple[str, int, str], list[dict[str, Any]]]
+) -> list[str]:
+    """Per shape and N: fewshot minus setfit and knn, the gate's choices, ECE per stage."""
+    out = []
+    for shape, datasets in SHAPES.items():
+        for n in sorted({r["n_per_label"] for r in final}):
+            mine = [r for r in final if r["dataset"] in datasets and r["n_per_label"] == n]
+            if not mine:
+                continue
+            parts = []
+            for m in ("setfit", "knn"):
+                diffs = gaps(mine, cells, m)
+                if diffs:
+                    wins = sum(x > 0 for x in diffs)
+                    parts.append(f"minus {m} {statistics.fmean(diffs):+.2f} points "
+                                 f"({len(diffs)} support sets, ahead in {wins})")  # fmt: skip
+            by_set = []
+            for d in datasets:
+                diffs = gaps([r for r in mine if r["dataset"] == d], cells, "setfit")
+                if diffs:
+                    by_set.append(f"{d} {statistics.fmean(diffs):+.1f}")
+            chose = []
+            for r in mine:
+                candidate = candidate_figure(r)
+                knn = seed_figure(cells, r["dataset"], n, "knn", r["seed"])
+                if candidate is not None and knn is not None and candidate != knn:
+                    chose.append((r["serving"] == "setfit") == (candidate > knn))
+            promoted = sum(r["serving"] == "setfit" for r in mine)
+            eces = defaultdict(list)
+            for r in mine:
+                if r.get("ece") is not None:
+                    eces[r["serving"]].append(r["ece"])
+            ece = ", ".join(f"{k} {statistics.fmean(v):.3f} ({len(v)})" for k, v in eces.items())
+            out.append(
+                f"- **{shape}, N = {n}:** fewshot " + "; ".join(parts)
+                + (f". Per dataset, minus setfit: {', '.join(by_set)}" if len(by_set) > 1 else "")
+                + f". The gate promoted the candidate in {promoted} of {len(mine)}; it served "
+                f"the one better on the test set (candidate or retrieval, i.e. knn) in "
+                f"{sum(chose)} of {len(chose)} where they differ. ECE of the served answers "
+                f"by serving stage (cells): {ece or '-'}."
+            )  # fmt: skip
+    return [*out, ""]
+
+
+def final_section(records: list[dict[str, Any]]) -> list[str]:
+    """The fewshot cells of :data:`FINAL_CODE`, against the other methods' cells."""
+    cells = group(records)
+    final = sorted(
+        (r for r in records if r["method"] == "fewshot" and r.get("code") == FINAL_CODE),
+        key=lambda r: (r["n_per_label"], REPORTED.index(r["dataset"]), r["seed"]),
+    )
+    if not final:
+        return []
+    return [
+        f"## The final code: fewshot (fewshot/ code {FINAL_CODE}) against setfit and retrieval",
+        "",
+        "Every fewshot cell of this code, with the gate's held-out counts (the candidate's "
+        "and the serving stage's, right of n compared), the test figure of the candidate it "
+        "measured (served, or served by a rollback when kept out), and the expected "
+        "calibration error of the answers served (top label, 10 bins).",
+        "",
+        *final_summary(final, cells),
+        *final_rows(final, cells),
+    ]
 
 
 def expected_cells() -> set[tuple[str, int, int, str]]:
@@ -597,6 +707,7 @@ def render(
     ]
     if NOTES.strip():
         lines += ["## Reading the results", "", NOTES.strip(), ""]
+    lines += final_section(records)
     lines += ["## Accuracy", "", *accuracy_tables(cells)]
     if picture:
         lines += [f"![accuracy against N]({picture})", ""]
