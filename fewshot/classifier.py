@@ -9,11 +9,17 @@ It is a real scikit-learn classifier (``BaseEstimator`` + ``ClassifierMixin``), 
 ``set_params``, ``score``, ``cross_val_score`` and ``GridSearchCV`` work on it. Its input is a
 one-dimensional sequence of texts (a list, a tuple, a 1-D NumPy array of strings, a pandas
 Series), never a 2-D feature matrix.
+
+``label_descriptions`` gives labels a prior (the name, or ``name: description``;
+:mod:`fewshot.stages.priors`), as ``fewshot label-add`` does: those labels are answerable
+with no example, and ``fit([], [])`` then fits on the descriptions alone::
+
+    clf = FewShotClassifier(label_descriptions={"sports": "matches and goals", "cooking": None})
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -23,6 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from fewshot.dataio import clean_text
 from fewshot.embed import DEFAULT_MODEL, Encoder
 from fewshot.errors import ConfigError, DataError
+from fewshot.stages.priors import Priors, prior_text
 from fewshot.stages.retrieval import (
     DEFAULT_K,
     DEFAULT_MIX,
@@ -67,6 +74,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         prototype_temperature: Softness of the prototype vote.
         mix: Weight of the neighbour vote against the prototype vote.
         batch_size: Texts per encoder forward pass.
+        label_descriptions: ``{label: description or None}``: each of these labels gets a
+            prior, and is a class even with no example.
 
     Attributes:
         classes_: The caller's label values, sorted; ``predict_proba`` columns follow them.
@@ -82,6 +91,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         prototype_temperature: float = DEFAULT_PROTOTYPE_TEMPERATURE,
         mix: float = DEFAULT_MIX,
         batch_size: int = 64,
+        label_descriptions: Mapping[Any, str | None] | None = None,
     ) -> None:
         self.model = model
         self.k = k
@@ -89,6 +99,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.prototype_temperature = prototype_temperature
         self.mix = mix
         self.batch_size = batch_size
+        self.label_descriptions = label_descriptions
 
     def __sklearn_tags__(self) -> Any:
         """Declare the input a 1-D array-like of strings (scikit-learn >= 1.6)."""
@@ -136,22 +147,41 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         label_list = _as_list(labels, "label")
         if len(text_list) != len(label_list):
             raise DataError(f"got {len(text_list)} texts but {len(label_list)} labels.")
-        if not text_list:
-            raise DataError("fit needs at least one labeled example.")
+        described = dict(self.label_descriptions or {})
+        if not text_list and not described:
+            raise DataError("fit needs at least one labeled example (or label_descriptions).")
         self._check_params()
         clean = [clean_text(_plain(t), "text", f"text {i}") for i, t in enumerate(text_list, 1)]
         names = [_name(lab, f"label {i}") for i, lab in enumerate(label_list, start=1)]
-        if len({isinstance(_plain(lab), str) for lab in label_list}) > 1:
+        if len({isinstance(_plain(lab), str) for lab in [*label_list, *described]}) > 1:
             raise DataError("the labels mix strings and integers; give labels of one type.")
         encoder = Encoder(self.model, batch_size=self.batch_size)
-        memory = Memory.build(clean, names, encoder.encode(clean))
+        priors = self._priors(encoder, described)
+        vectors = encoder.encode(clean) if clean else np.zeros((0, 0), dtype=np.float32)
+        memory = Memory.build(clean, names, vectors, priors)
         # Answer with the caller's label values (an int label stays an int), sorted as
         # scikit-learn sorts classes_ (np.unique: 2 before 10).
-        value_of = dict(zip(names, label_list))
+        value_of = {_name(v, "label_descriptions"): v for v in described}
+        value_of.update(zip(names, label_list))
         self.classes_ = np.unique(np.asarray(list(value_of.values())))
         self.encoder_ = encoder
         self.memory_ = memory
         return self
+
+    @staticmethod
+    def _priors(encoder: Encoder, described: dict[Any, str | None]) -> Priors | None:
+        """Return the priors of ``label_descriptions`` (None when it names no label)."""
+        if not described:
+            return None
+        names = [_name(label, "label_descriptions") for label in described]
+        for name, description in zip(names, described.values()):
+            if description is not None and not isinstance(description, str):
+                raise DataError(
+                    f"label_descriptions['{name}']: expected a string or None, "
+                    f"found {type(description).__name__}."
+                )
+        texts = [prior_text(name, d) for name, d in zip(names, described.values())]
+        return Priors.make(names, texts, encoder.encode(texts))
 
     def _stage(self) -> tuple[RetrievalStage, list[int]]:
         """Return the fitted stage and, per entry of ``classes_``, its column in the stage."""

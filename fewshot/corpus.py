@@ -6,14 +6,15 @@ stored per encoder in SQLite, so the FAISS index (``vectors.faiss``, a derived c
 rebuilt without encoding again whenever it is missing or stale. An add checks the stored
 texts again inside its write transaction, so two adds at once end as if one ran after the
 other. A read-only workspace is read as it is: missing vectors are made in memory, no cache
-is written.
+is written. The declared labels' priors (:mod:`fewshot.stages.priors`) join the memory the
+same way: their vectors are stored per encoder (``storage.labels``), made once.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,10 @@ import numpy as np
 from fewshot.dataio import check_one_label_per_text, clean_text, read_labeled
 from fewshot.embed import Encoder
 from fewshot.errors import ConflictError, DataError
+from fewshot.stages.priors import Priors, prior_text
 from fewshot.stages.retrieval import Memory
 from fewshot.storage.index import VectorIndex
+from fewshot.storage.labels import DeclaredLabel, LabelTable
 from fewshot.storage.store import Store
 from fewshot.values import AddResult, Example
 
@@ -79,6 +82,35 @@ class Corpus:
     def label_counts(self) -> dict[str, int]:
         """Return ``{label: examples}``, labels sorted by name."""
         return self.store.label_counts()
+
+    def label_names(self) -> list[str]:
+        """Return every label, carried by examples or declared, by name."""
+        return sorted({*self.label_counts(), *(d.name for d in self.declared())})
+
+    def declared(self) -> list[DeclaredLabel]:
+        """Return the declared labels (``fewshot label-add``), by name."""
+        return LabelTable(self.store).declared()
+
+    def priors(self, key: str, encode: Callable[[list[str]], np.ndarray]) -> Priors | None:
+        """Return the declared labels' priors under encoder ``key`` (None: none declared).
+
+        A prior whose vector is not stored under ``key`` for its current text is encoded
+        with ``encode`` and stored (kept in memory only when the workspace is read-only).
+        """
+        table = LabelTable(self.store)
+        wanted = {d.name: prior_text(d.name, d.description) for d in table.declared()}
+        if not wanted:
+            return None
+        stored = table.vectors(key)
+        todo = [(name, text) for name, text in wanted.items() if stored.get(name, ("",))[0] != text]
+        if todo:
+            made = np.asarray(encode([text for _, text in todo]), dtype=np.float32)
+            if not self.store.read_only:
+                table.put_vectors(key, todo, made)
+            stored.update({name: (text, v) for (name, text), v in zip(todo, made)})
+        names = list(wanted)
+        vectors = np.stack([stored[name][1] for name in names])
+        return Priors.make(names, [wanted[name] for name in names], vectors)
 
     def find(self, texts: Sequence[str]) -> dict[str, Example]:
         """Return the stored examples whose text is one of ``texts``, keyed by text."""
@@ -139,6 +171,9 @@ class Corpus:
         if self._memory is not None and self._memory[0] == self.store.revision:
             return self._memory[1]
         state = self._read(self.encoder.key, lambda t: self.encoder.encode(t, progress=progress))
+        priors = self.priors(self.encoder.key, lambda t: self.encoder.encode(t))
+        if len(state.ids) == 0 and priors is not None:  # labels declared, no example yet
+            state = replace(state, vectors=np.zeros((0, priors.vectors.shape[1]), np.float32))
         expected = {
             "encoder": self.encoder.key,
             "revision": state.revision,
@@ -150,7 +185,7 @@ class Corpus:
             if not self.store.read_only:
                 with contextlib.suppress(OSError):  # a cache: a failed write only costs time
                     index.save(self.path, expected)
-        memory = Memory(index, state.examples, state.vectors, state.ids)
+        memory = Memory(index, state.examples, state.vectors, state.ids, priors)
         self._memory = (state.revision, memory)
         return memory
 

@@ -2,6 +2,11 @@
 
 Every problem raises :class:`~fewshot.errors.DataError` naming the file and the line, and a
 reader returns all rows or raises: callers never see half a file.
+
+A labeled file may hold **label rows** besides its examples: ``{"kind": "label", "label":
+NAME, "description": TEXT or null}`` (a CSV: a ``kind`` column holding ``label``), which
+declare labels (``fewshot export`` writes them for the declared labels). The example readers
+skip them; :func:`read_declared` reads them. A file of label rows only declares labels.
 """
 
 from __future__ import annotations
@@ -171,6 +176,7 @@ def read_labeled(
             invalid UTF-8, or an empty text or label; nothing is returned then.
     """
     fmt = format_of(path)
+    every = list(_rows(path, fmt))
     rows = [
         (
             _field(path, number, row, text_field, "text"),
@@ -179,12 +185,46 @@ def read_labeled(
             else _field(path, number, row, label_field, "label"),
             number,
         )
-        for number, row in _rows(path, fmt)
+        for number, row in every
+        if not is_label_row(row)
     ]
-    if not rows:
+    if not every:
         raise DataError(f"{path}: no rows found; expected a header and at least one example.")
     check_one_label_per_text([(text, label, f"{path}, line {n}") for text, label, n in rows])
     return rows
+
+
+def is_label_row(row: dict[str, Any]) -> bool:
+    """Whether a row declares a label (``kind`` is ``label``) rather than being an example."""
+    return row.get("kind") == "label"
+
+
+def read_declared(path: Path, label_field: str = "label") -> list[tuple[str, str | None, int]]:
+    """Return ``(name, description or None, line)`` of each label row of a labeled file.
+
+    Raises:
+        DataError: For a label row with no name, a description that is not text, or a label
+            declared twice with two descriptions.
+    """
+    found: dict[str, tuple[str | None, int]] = {}
+    for number, row in _rows(path, format_of(path)):
+        if not is_label_row(row):
+            continue
+        where = f"{path}, line {number}"
+        name = _field(path, number, row, label_field, "label")
+        description = row.get("description")
+        if description is not None and not isinstance(description, str):
+            raise DataError(
+                f"{where}: expected a string description, found {type(description).__name__}."
+            )
+        text = clean_text(description, "description", where) if description else None
+        first = found.setdefault(name, (text, number))
+        if first[0] != text:
+            raise DataError(
+                f"{where}: label '{name}' is declared here with another description than at "
+                f"line {first[1]}; declare each label once."
+            )
+    return [(name, text, number) for name, (text, number) in found.items()]
 
 
 def check_one_label_per_text(rows: Iterable[tuple[str, str, str]]) -> None:
@@ -225,8 +265,9 @@ def write_labeled(rows: Iterable[dict[str, Any]], fmt: str, stream: io.TextIOBas
         write_jsonl(rows, stream)
     elif fmt == "csv":
         rows = list(rows)
-        if rows:
-            write_csv(rows, list(rows[0]), stream)
+        if rows:  # every column of every row, the examples' first (label rows add some)
+            ordered = sorted(rows, key=is_label_row)
+            write_csv(rows, list(dict.fromkeys(key for row in ordered for key in row)), stream)
     else:
         raise DataError(
             f"unknown export format '{fmt}'; expected one of {', '.join(EXPORT_FORMATS)}."

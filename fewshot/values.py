@@ -30,16 +30,22 @@ class Example:
 
 @dataclass(frozen=True)
 class Neighbor:
-    """A labeled example retrieved for a query, with its cosine similarity."""
+    """A labeled example retrieved for a query, with its cosine similarity.
+
+    ``kind`` is ``"example"``, or ``"description"`` for a label's prior (its name, or
+    ``name: description``: :mod:`fewshot.stages.priors`), which the record shows.
+    """
 
     text: str
     label: str
     similarity: float
     id: int = -1
+    kind: str = "example"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the neighbour as a JSON-ready dict (without the internal id)."""
-        return {"text": self.text, "label": self.label, "similarity": round(self.similarity, 6)}
+        record = {"text": self.text, "label": self.label, "similarity": round(self.similarity, 6)}
+        return record if self.kind == "example" else {**record, "kind": self.kind}
 
 
 @dataclass(frozen=True)

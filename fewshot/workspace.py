@@ -18,6 +18,7 @@ from fewshot.backends.base import LLMSettings
 from fewshot.corpus import Corpus, Row, file_rows, labeled_rows
 from fewshot.embed import DEFAULT_MODEL, Encoder
 from fewshot.errors import WorkspaceError
+from fewshot.labelset import LabelSet, file_labels
 from fewshot.settings import SETTINGS, Settings, Value, parse
 from fewshot.stages.retrieval import Memory
 from fewshot.storage.label_log import LabelLog
@@ -43,7 +44,7 @@ def resolve_store(path: str | os.PathLike[str] | None) -> Path:
     return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE)
 
 
-class Workspace:
+class Workspace(LabelSet):
     """A persistent few-shot classifier stored in one directory.
 
     Open one with :meth:`open` or :meth:`create`; use it as a context manager to close it.
@@ -163,10 +164,12 @@ class Workspace:
         progress: bool = False,
         train: str | None = None,
     ) -> AddResult:
-        """Import a labeled CSV / TSV / JSONL file: all rows, or none (see :meth:`add`)."""
+        """Import a labeled CSV / TSV / JSONL file (all rows or none); label rows declare labels."""
         file = Path(path)
-        rows = file_rows(file, text_field, label_field)
-        return self.add_rows(rows, f"import:{file.name}", relabel, progress, train)
+        rows, declared = file_rows(file, text_field, label_field), file_labels(file, label_field)
+        result = self.add_rows(rows, f"import:{file.name}", relabel, progress, train)
+        self.declare_labels(declared)
+        return result
 
     def add_rows(
         self,
@@ -375,8 +378,9 @@ class Workspace:
         return compare({n: run(n) for n in names}, known, path, text_field, label_field, None, oos)
 
     def export_rows(self) -> list[dict[str, Any]]:
-        """Return the labeled set as rows ``{text, label, source}``, oldest first."""
-        return [{"text": e.text, "label": e.label, "source": e.source} for e in self.examples()]
+        """Return the declared labels' rows (:meth:`label_rows`), then ``{text, label, source}``."""
+        examples = [{"text": e.text, "label": e.label, "source": e.source} for e in self.examples()]
+        return [*self.label_rows(), *examples]
 
 
 def _directory(path: Path) -> Path:

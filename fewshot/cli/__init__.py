@@ -21,6 +21,7 @@ from fewshot.cli.base import (
     progress,
     render,
 )
+from fewshot.cli.labels import COMMANDS as LABEL_COMMANDS
 from fewshot.cli.measure import eval_
 from fewshot.cli.render import closed_pipe, flushed
 from fewshot.cli.serve import serve
@@ -134,14 +135,18 @@ def add(ctx: click.Context, label: str, relabel: bool, wait: bool, texts: tuple[
 def import_(
     ctx: click.Context, file: str, text_field: str, label_field: str, relabel: bool, wait: bool
 ) -> None:
-    """Import a labeled CSV, TSV or JSONL file (all rows or none)."""
+    """Import a labeled CSV, TSV or JSONL file (all rows or none; label rows declare labels)."""
     from fewshot.corpus import file_rows
+    from fewshot.labelset import file_labels
 
     file_path = as_path(file)
     rows = file_rows(file_path, text_field, label_field)  # read once, checked before creating
+    declared = file_labels(file_path, label_field)
     workspace = open_workspace(ctx, create=True)
     source, mode = f"import:{file_path.name}", add_mode(workspace, wait)
     result = workspace.add_rows(rows, source, relabel=relabel, progress=progress(), train=mode)
+    if declared:
+        click.echo(f"Declared {workspace.declare_labels(declared)} new or changed label(s).")
     _report(result, workspace)
 
 
@@ -284,6 +289,8 @@ cli.add_command(train)
 cli.add_command(rollback)
 cli.add_command(eval_)
 cli.add_command(serve)
+for _command in LABEL_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command()

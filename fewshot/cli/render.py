@@ -149,7 +149,7 @@ def predictions_table(records: Sequence[dict[str, Any]], shown_neighbors: int = 
     for record in records:
         text = cut(record["text"], 70)
         for near in (record.get("neighbors") or [])[:shown_neighbors]:
-            label = visible(near["label"])
+            label = visible(near["label"]) + (" description" if near.get("kind") else "")
             text += f"\n  {near['similarity']:.2f}  [{label}] {cut(near['text'], 60)}"
         stage = record["stage"] + (f" ({record['fallback']})" if record.get("fallback") else "")
         # Text(...): user texts and labels are shown as they are, never read as rich markup
@@ -168,6 +168,21 @@ def shown_label(record: dict[str, Any]) -> str:
     return f"none of these (best: {best}" + (
         f", in scope {score:.2f})" if score is not None else ")"
     )
+
+
+def labels_table(labels: Sequence[dict[str, Any]]) -> Any:
+    """Return a rich Table of ``fewshot labels``: name, description, examples, declared."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=True)
+    for column in ("label", "description", "examples", "declared"):
+        table.add_column(column, justify="right" if column == "examples" else "left")
+    for row in labels:
+        description = "" if row["description"] is None else visible(row["description"])
+        declared = "yes" if row["declared"] else "no (examples only)"
+        table.add_row(Text(visible(row["name"])), Text(description), str(row["examples"]), declared)
+    return table
 
 
 def status_table(status: dict[str, Any]) -> Any:

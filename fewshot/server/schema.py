@@ -113,6 +113,7 @@ class Neighbor(BaseModel):
     text: str
     label: str
     similarity: float
+    kind: str | None = Field(None, description='"description": a label\'s prior, not an example.')
 
 
 class Prediction(BaseModel):

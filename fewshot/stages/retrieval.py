@@ -13,6 +13,10 @@ every known label. The defaults were chosen by measuring on ../shared/datasets (
 2 points at N=8 and 4 at N=64, and the blend keeps the neighbours' edge on topic-like data.
 The figures are in ``benchmarks/RESULTS.md``.
 
+A declared label's prior (its name, or ``name: description``) votes in both as one more
+member of its label (:mod:`fewshot.stages.priors`); a label with no example yet is answered
+from its prior alone.
+
 Ties are broken deterministically: the label of the most similar neighbour among the tied
 labels, then the label name.
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot.calibration import fit_temperature, rescale, shrunk
+from fewshot.stages.priors import Priors, merge
 from fewshot.storage.index import VectorIndex
 from fewshot.values import Neighbor, Prediction
 
@@ -41,15 +46,32 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def prototypes(vectors: np.ndarray, labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """Return the unit-normalised mean vector of each class, one row per entry of ``classes``."""
+def prototypes(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    classes: Sequence[str],
+    priors: Priors | None = None,
+) -> np.ndarray:
+    """Return the unit-normalised mean vector of each class, one row per entry of ``classes``.
+
+    A class's prior, when ``priors`` has one, is one more member of its mean.
+    """
     rows = []
     for name in classes:
-        # compared in Python: numpy's str scalars and arrays drop a trailing NUL ("a\x00")
-        mask = np.fromiter((label == name for label in labels), dtype=bool, count=len(labels))
-        mean = vectors[mask].mean(axis=0)
+        members = _members(vectors, labels, name, priors)
+        mean = members.mean(axis=0)
         rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     return np.asarray(np.stack(rows), dtype=np.float32)
+
+
+def _members(
+    vectors: np.ndarray, labels: Sequence[str], name: str, priors: Priors | None
+) -> np.ndarray:
+    """Return the vectors of class ``name``: its examples', then its prior's if it has one."""
+    # compared in Python: numpy's str scalars and arrays drop a trailing NUL ("a\x00")
+    mask = np.fromiter((label == name for label in labels), dtype=bool, count=len(labels))
+    prior = None if priors is None else priors.vector_of(name)
+    return vectors[mask] if prior is None else np.vstack([vectors[mask], prior[None, :]])
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,9 @@ class Memory:
         examples: ``{id: (text, label)}`` for every id in the index.
         vectors: The same vectors as the index, (n, dim), for the prototypes.
         ids: The example id of each row of ``vectors``.
+        priors: The declared labels' priors (:mod:`fewshot.stages.priors`); ``labels`` and
+            ``classes`` then include the labels with no example yet, ``labels`` never the
+            priors themselves.
     """
 
     def __init__(
@@ -127,15 +152,21 @@ class Memory:
         examples: dict[int, tuple[str, str]],
         vectors: np.ndarray,
         ids: np.ndarray,
+        priors: Priors | None = None,
     ) -> None:
         self.index = index
         self.examples = examples
         self.vectors = vectors
         self.ids = ids
+        self.priors = priors or Priors.empty(int(vectors.shape[1]) if vectors.ndim == 2 else 0)
         labels = [examples[int(i)][1] for i in ids]
         self.labels = labels
-        self.classes: list[str] = sorted(set(labels))
-        self.prototypes = prototypes(vectors, labels, self.classes) if labels else np.zeros((0, 0))
+        self.classes: list[str] = sorted(set(labels) | set(self.priors.labels))
+        self.prototypes = (
+            prototypes(vectors, labels, self.classes, self.priors)
+            if self.classes
+            else np.zeros((0, 0))
+        )
         self._temperatures: dict[Vote, float] = {}
         self._loo: dict[Vote, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -158,11 +189,19 @@ class Memory:
         return self._temperatures[vote]
 
     @classmethod
-    def build(cls, texts: Sequence[str], labels: Sequence[str], vectors: np.ndarray) -> Memory:
+    def build(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        vectors: np.ndarray,
+        priors: Priors | None = None,
+    ) -> Memory:
         """Build an in-memory memory whose ids are the row numbers."""
         ids = np.arange(len(texts), dtype=np.int64)
         examples = {i: (t, lab) for i, (t, lab) in enumerate(zip(texts, labels))}
-        return cls(VectorIndex.build(ids, vectors), examples, vectors, ids)
+        if len(texts) == 0 and priors is not None:
+            vectors = np.zeros((0, priors.vectors.shape[1]), dtype=np.float32)
+        return cls(VectorIndex.build(ids, vectors), examples, vectors, ids, priors)
 
     def neighbors(self, vectors: np.ndarray, k: int) -> list[list[Neighbor]]:
         """Return the ``k`` nearest labeled examples of each query, most similar first."""
@@ -176,6 +215,10 @@ class Memory:
             for row_sims, row_ids in zip(sims, ids)
         ]
 
+    def evidence(self, vectors: np.ndarray, k: int) -> list[list[Neighbor]]:
+        """Return the ``k`` nearest of the labeled examples and the priors, most similar first."""
+        return merge(self.neighbors(vectors, k), self.priors.neighbors(vectors), k)
+
 
 class RetrievalStage:
     """Answers from the nearest labeled examples (works from one example per label)."""
@@ -188,7 +231,7 @@ class RetrievalStage:
 
     def scores(self, vectors: np.ndarray) -> tuple[np.ndarray, list[list[Neighbor]]]:
         """Return (n, n_classes) scores in ``memory.classes`` order, and the neighbours."""
-        neighbors = self.memory.neighbors(vectors, self.vote.k)
+        neighbors = self.memory.evidence(vectors, self.vote.k)
         width = max((len(row) for row in neighbors), default=0)
         sims = np.zeros((len(neighbors), width))
         for r, row in enumerate(neighbors):
@@ -257,19 +300,26 @@ def leave_one_out_sims(memory: Memory, vote: Vote) -> tuple[np.ndarray, np.ndarr
     vectors = np.asarray(memory.vectors[rows], dtype=np.float32)
     sims, ids = memory.index.search(vectors, vote.k + 1)
     neighbor_sims, neighbor_labels = [], []
-    for own, row_sims, row_ids in zip(memory.ids[rows], sims, ids):
+    priors = memory.priors.neighbors(vectors)
+    for own, row_sims, row_ids, prior in zip(memory.ids[rows], sims, ids, priors):
         kept = [
             (s, memory.examples[int(i)][1])
             for s, i in zip(row_sims, row_ids)
             if i >= 0 and i != own
         ]
-        kept = kept[: vote.k]
+        kept += [(n.similarity, n.label) for n in prior]  # the priors vote, never scored
+        kept = sorted(kept, key=lambda pair: -pair[0])[: vote.k]
         neighbor_sims.append([s for s, _ in kept] + [0.0] * (vote.k - len(kept)))
         neighbor_labels.append([label for _, label in kept])
-    sums = np.stack([memory.vectors[labels == name].sum(axis=0) for name in memory.classes])
+    sums = np.stack(
+        [
+            _members(memory.vectors, memory.labels, name, memory.priors).sum(axis=0)
+            for name in memory.classes
+        ]
+    )
     proto_sims = vectors @ memory.prototypes.T
     truth = np.asarray([column[label] for label in labels[rows]], dtype=np.int64)
-    without = sums[truth] - vectors  # each one's own prototype, without it
+    without = sums[truth] - vectors  # each one's own prototype (its prior too), without it
     without /= np.maximum(np.linalg.norm(without, axis=1, keepdims=True), 1e-12)
     proto_sims[np.arange(len(rows)), truth] = np.einsum("ij,ij->i", vectors, without)
     plain = Vote(vote.k, vote.temperature, vote.prototype_temperature, vote.mix)

@@ -72,6 +72,22 @@ MIGRATIONS: tuple[str, ...] = (
         undone INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3: labels declared before (or beside) their examples, and their priors' embeddings.
+    """
+    CREATE TABLE IF NOT EXISTS labels (
+        name TEXT PRIMARY KEY,
+        description TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS prior_embeddings (
+        label TEXT NOT NULL REFERENCES labels(name) ON DELETE CASCADE,
+        encoder TEXT NOT NULL,
+        text TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (label, encoder)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -70,12 +70,12 @@ def retrieve(
     confidence nearer the accuracy (``benchmarks/calibration.py``).
 
     Raises:
-        WorkspaceError: If the workspace has no labeled example yet.
+        WorkspaceError: If the workspace has no labeled example and no declared label yet.
     """
-    if corpus.count() == 0:
+    if corpus.count() == 0 and not corpus.declared():
         raise WorkspaceError(
-            f"{corpus.path}: no labeled examples yet; "
-            "add some with `fewshot add` or `fewshot import`."
+            f"{corpus.path}: no labeled examples yet; add some with `fewshot add` or "
+            "`fewshot import`, or declare labels with `fewshot label-add NAME --description TEXT`."
         )
     memory = corpus.memory(progress)
     vote = Vote(k=k)

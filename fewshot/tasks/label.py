@@ -233,7 +233,7 @@ class LabelSession:
         A label left with no example keeps its number unused (:meth:`Question.listed`).
         """
         known = set(self._numbered)
-        self._numbered += [label for label in self.corpus.label_counts() if label not in known]
+        self._numbered += [label for label in self.corpus.label_names() if label not in known]
         return tuple(self._numbered)
 
     def progress(self) -> Progress:
