@@ -1,17 +1,21 @@
-"""Experiment (no feature yet): would a label's name help before and beside its examples?
+"""Labels before examples (issue 16): does a label's prior help, before and beside examples?
 
-For issue 16's "labels before examples". Each label's prior is one text, embedded by the
-same encoder and added to the labeled set as one more example of its label (so it takes part
-in both the neighbour and the prototype vote, and weighs 1 / (n + 1) of the prototype at n
-examples: less as examples arrive). Variants:
+Measures the shipped code path: each label's prior (:mod:`fewshot.stages.priors`, what
+``fewshot label-add NAME [--description TEXT]`` declares) is embedded by the encoder and
+given to the retrieval stage's memory beside the examples, as ``Corpus.memory`` does. Three
+conditions:
 
 * ``none``: the examples only (nothing can answer at 0 examples);
-* ``name``: the dataset's own label name (``very negative``, ``alarm set``...);
-* ``template``: the name in SetFit's template, ``This sentence is {name}.``.
+* ``name``: each label declared with its dataset's own name (``very negative``, ``alarm
+  set``...), no description: the prior is the name;
+* ``description``: each label declared with a description written mechanically from its
+  name, SetFit's template ``This sentence is {name}.``: the prior is ``name: This sentence
+  is name.``.
 
 No description is written by hand and nothing is tuned on the test sets. For each dataset,
 seed and n (0, 1, 2, 4, 8 examples per label, drawn as in the accuracy grid), the retrieval
-stage answers the test split (at most 2,000 rows); accuracy is reported.
+stage answers the first ``--max-test`` test rows (1,000); accuracy is reported. Each
+(dataset, seed) cell is cached under ``--cache-dir`` and a rerun resumes.
 
     python benchmarks/label_priors.py --seeds 0,1,2
 """
@@ -19,6 +23,7 @@ stage answers the test split (at most 2,000 rows); accuracy is reported.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,67 +34,98 @@ from common import (
     DEFAULT_DATA,
     HERE,
     EmbeddingCache,
+    digest,
     read_split,
+    retrieval_fingerprint,
     sample_support,
+    source_fingerprint,
 )
 from common import write_json as write
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 COUNTS = (0, 1, 2, 4, 8)
-VARIANTS = ("none", "name", "template")
+VARIANTS = ("none", "name", "description")
 DATASETS = (*ALL_DATASETS, "hwu64")
+MAX_TEST = 1000
 NOTE = (
-    "`benchmarks/label_priors.py`, `benchmarks/experiments/label_priors.json`: a measurement "
-    "for issue 16's second half, whose feature (`label-add NAME --description`) is not built. "
-    "Each label's prior is one text added to its examples (so it votes as a neighbour and "
-    "weighs 1/(n+1) of its prototype): `name` is the dataset's own label name, `template` is "
-    "`This sentence is {name}.` (SetFit's template); `none` is the examples alone. No "
-    "description is written by hand. Plain accuracy x 100 of the retrieval stage (amazon_"
-    "counterfactual_en too, not MCC), mean over seeds 0-2, per number of examples per label."
+    "`benchmarks/label_priors.py`, `benchmarks/label_priors.json`: the shipped code path of "
+    "`fewshot label-add NAME [--description TEXT]`. Each label's prior is one embedded text "
+    "that votes beside its examples (a candidate neighbour, and one more member of its "
+    "prototype, so 1/(n+1) of it at n examples; `fewshot/stages/priors.py`): `name` declares "
+    "each label with the dataset's own label name, `description` adds a description written "
+    "mechanically from it (`This sentence is {name}.`, SetFit's template; the prior is then "
+    "`name: This sentence is name.`); `none` is the examples alone. No description is written "
+    "by hand. Plain accuracy x 100 of the retrieval stage (amazon_counterfactual_en too, not "
+    "MCC) on the first 1,000 test rows, mean over seeds 0-2, per number of examples per label."
 )
 
 
-def prior_text(label: str, variant: str) -> str:
-    """Return the prior's text of ``label``."""
-    return label if variant == "name" else f"This sentence is {label}."
+def describe(label: str) -> str:
+    """Return the mechanical description of ``label`` (the ``description`` condition)."""
+    return f"This sentence is {label}."
+
+
+def priors_of(cache: EmbeddingCache, classes: list[str], variant: str) -> Any:
+    """Return the :class:`~fewshot.stages.priors.Priors` of ``variant`` (None for ``none``)."""
+    from fewshot.stages.priors import Priors, prior_text
+
+    if variant == "none":
+        return None
+    texts = [prior_text(c, describe(c) if variant == "description" else None) for c in classes]
+    return Priors.make(classes, texts, cache.encode(texts)[0])
 
 
 def accuracy(
-    cache: EmbeddingCache, support: list[str], labels: list[str], test: Any, truth: list[str]
+    support: tuple[list[str], list[str], np.ndarray], priors: Any, test: Any, truth: list[str]
 ) -> float | None:
-    """Return the retrieval stage's accuracy with this labeled set (None: it is empty)."""
+    """Return the retrieval stage's accuracy with these examples and priors (None: empty)."""
     from fewshot.stages.retrieval import Memory, RetrievalStage
 
-    if not support:
+    texts, labels, vectors = support
+    if not texts and priors is None:
         return None
-    memory = Memory.build(support, labels, cache.encode(support)[0])
+    memory = Memory.build(texts, labels, vectors, priors)
     answers = RetrievalStage(memory).predict(["-"] * len(truth), test)
     return float(np.mean([a.label == t for a, t in zip(answers, truth)]))
 
 
-def cell(cache: EmbeddingCache, data: Path, dataset: str, seed: int) -> list[dict[str, Any]]:
+def cell(
+    cache: EmbeddingCache, data: Path, dataset: str, seed: int, max_test: int
+) -> list[dict[str, Any]]:
     """Every (n, variant) of one dataset and seed."""
     texts, labels = read_split(data, dataset, "train")
     test_texts, test_labels = read_split(data, dataset, "test")
-    test_texts, test_labels = test_texts[:2000], test_labels[:2000]
+    test_texts, test_labels = test_texts[:max_test], test_labels[:max_test]
     vectors = cache.encode(test_texts)[0]
     classes = sorted(set(labels))
+    priors = {v: priors_of(cache, classes, v) for v in VARIANTS}
     records = []
     for n in COUNTS:
-        support, support_labels = sample_support(texts, labels, n, seed) if n else ([], [])
+        chosen, chosen_labels = sample_support(texts, labels, n, seed) if n else ([], [])
+        encoded = cache.encode(chosen)[0] if chosen else np.zeros((0, 0), np.float32)
         for variant in VARIANTS:
-            extra = [] if variant == "none" else [prior_text(c, variant) for c in classes]
             record = {"dataset": dataset, "seed": seed, "n_per_label": n, "variant": variant}
-            record["accuracy"] = accuracy(
-                cache, [*support, *extra], [*support_labels, *classes[: len(extra)]],
-                vectors, test_labels,
-            )  # fmt: skip
+            support = (chosen, chosen_labels, encoded)
+            record["accuracy"] = accuracy(support, priors[variant], vectors, test_labels)
             records.append(record)
     return records
 
 
+def mean_of(records: list[dict[str, Any]], dataset: str, n: int, variant: str) -> float | None:
+    """Return the mean accuracy x 100 of the matching records (all datasets for ``mean``)."""
+    values = [
+        r["accuracy"]
+        for r in records
+        if (dataset == "mean" or r["dataset"] == dataset)
+        and r["n_per_label"] == n
+        and r["variant"] == variant
+        and r["accuracy"] is not None
+    ]
+    return 100 * float(np.mean(values)) if values else None
+
+
 def section(records: list[dict[str, Any]]) -> list[str]:
-    """Return a markdown table: mean accuracy x 100, "none / name / template" per n."""
+    """Return a markdown table: mean accuracy x 100, "none / name / description" per n."""
     out = [
         "| dataset | " + " | ".join(f"n = {n}" for n in COUNTS) + " |",
         "|---|" + "---|" * len(COUNTS),
@@ -98,34 +134,36 @@ def section(records: list[dict[str, Any]]) -> list[str]:
     for dataset in [*datasets, "mean"]:
         cells = []
         for n in COUNTS:
-            shown = []
-            for v in VARIANTS:
-                values = [
-                    r["accuracy"]
-                    for r in records
-                    if (dataset == "mean" or r["dataset"] == dataset)
-                    and r["n_per_label"] == n
-                    and r["variant"] == v
-                    and r["accuracy"] is not None
-                ]
-                shown.append(f"{100 * np.mean(values):.1f}" if values else "-")
-            cells.append(" / ".join(shown))
+            shown = [mean_of(records, dataset, n, v) for v in VARIANTS]
+            cells.append(" / ".join("-" if s is None else f"{s:.1f}" for s in shown))
         out.append(f"| {dataset} | " + " | ".join(cells) + " |")
-    return ["Each cell: none / name / template.", "", *out]
+    return ["Each cell: none / name / description.", "", *out]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-test", type=int, default=MAX_TEST)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=HERE / "experiments" / "label_priors.json")
+    parser.add_argument("--cache-dir", type=Path, default=HERE / ".cache" / "label_priors")
+    parser.add_argument("--out", type=Path, default=HERE / "label_priors.json")
     args = parser.parse_args()
     cache = EmbeddingCache(DEFAULT_CACHE, MODEL)
+    code = retrieval_fingerprint() + source_fingerprint(
+        [HERE.parent / "fewshot" / "stages" / "priors.py"]
+    )
     records: list[dict[str, Any]] = []
     for dataset in args.datasets.split(","):
-        for seed in args.seeds.split(","):
-            records += cell(cache, args.data_dir, dataset, int(seed))
+        for seed in (int(s) for s in args.seeds.split(",")):
+            key = digest([code, dataset, str(seed), str(args.max_test), *VARIANTS])
+            path = args.cache_dir / f"{dataset}-{seed}-{key[:12]}.json"
+            if path.exists():
+                found = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                found = cell(cache, args.data_dir, dataset, seed, args.max_test)
+                write(path, found)
+            records += found
         print(dataset, flush=True)
         write(args.out, records)
     print("\n".join(section(records)))
