@@ -652,7 +652,7 @@ def speed_section(path: Path) -> list[str]:
 
 
 def open_set_section(path: Path) -> list[str]:
-    """Issue 16's figures: the open-set benchmark, its SetFit check, the label-name priors."""
+    """Issue 16's figures: the open-set benchmark, its SetFit check, the label priors."""
     if not path.exists():
         return []
     import label_priors
@@ -667,8 +667,8 @@ def open_set_section(path: Path) -> list[str]:
     if checked := read(HERE / "open_set_setfit.json"):
         lines += ["### With a SetFit model answering", "", open_set_setfit.NOTE, "",
                   *open_set_setfit.section(checked), ""]  # fmt: skip
-    if priors := read(HERE / "experiments" / "label_priors.json"):
-        lines += ["## Label names as priors (experiment; not a feature yet)", "",
+    if priors := read(HERE / "label_priors.json"):
+        lines += ["## Labels before examples: label priors", "",
                   label_priors.NOTE, "", *label_priors.section(priors), ""]  # fmt: skip
     return lines
 
