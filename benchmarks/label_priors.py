@@ -137,7 +137,27 @@ def section(records: list[dict[str, Any]]) -> list[str]:
             shown = [mean_of(records, dataset, n, v) for v in VARIANTS]
             cells.append(" / ".join("-" if s is None else f"{s:.1f}" for s in shown))
         out.append(f"| {dataset} | " + " | ".join(cells) + " |")
-    return ["Each cell: none / name / description.", "", *out]
+    return ["Each cell: none / name / description.", "", *out, "", *summary(records, datasets)]
+
+
+def summary(records: list[dict[str, Any]], datasets: list[str]) -> list[str]:
+    """Return one line per prior: its mean gain over ``none`` per n, and where it loses."""
+    lines = []
+    for variant in VARIANTS[1:]:
+        gains, losers = [], []
+        for n in COUNTS[1:]:
+            deltas = {
+                d: (mean_of(records, d, n, variant) or 0.0)
+                - (mean_of(records, d, n, "none") or 0.0)
+                for d in datasets
+            }
+            gains.append(f"{float(np.mean(list(deltas.values()))):+.1f} at n = {n}")
+            losers += [f"{d} {v:+.1f} (n = {n})" for d, v in deltas.items() if v < 0]
+        lines.append(
+            f"- `{variant}` minus `none`, mean over datasets: {', '.join(gains)}; "
+            f"below `none`: {', '.join(losers) or 'nowhere'}."
+        )
+    return lines
 
 
 def main() -> None:
