@@ -33,8 +33,17 @@ class LabelTable:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def _absent(self) -> bool:
+        """True for a read-only workspace of an older schema: not migrated, no ``labels``."""
+        if not self.store.read_only:
+            return False
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
+        return not self.store.query(sql)
+
     def declared(self) -> list[DeclaredLabel]:
-        """Return every declared label, by name."""
+        """Return every declared label, by name (none in an unmigrated read-only workspace)."""
+        if self._absent():
+            return []
         rows = self.store.query("SELECT name, description, created_at FROM labels ORDER BY name")
         return [DeclaredLabel(*row) for row in rows]
 
@@ -57,6 +66,8 @@ class LabelTable:
 
     def vectors(self, encoder: str) -> dict[str, tuple[str, np.ndarray]]:
         """Return ``{label: (prior text, vector)}`` stored under ``encoder``."""
+        if self._absent():
+            return {}
         rows = self.store.query(
             "SELECT label, text, dim, vector FROM prior_embeddings WHERE encoder = ?", (encoder,)
         )
