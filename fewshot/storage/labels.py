@@ -34,7 +34,7 @@ class LabelTable:
         self.store = store
 
     def _absent(self) -> bool:
-        """True for a read-only workspace of an older schema: not migrated, no ``labels``."""
+        """Say whether this is a read-only workspace of an older schema (no ``labels`` table)."""
         if not self.store.read_only:
             return False
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
