@@ -94,7 +94,7 @@ def test_the_prior_is_never_counted_as_an_example(workspace: Workspace) -> None:
     workspace.add_label("cooking", COOKING)
     workspace.add(["bake the cake for forty minutes", "whisk the eggs with sugar"], "cooking")
     status = workspace.status()
-    assert status["examples"] == 2 and status["labels"] == {"cooking": 2}
+    assert status["examples"] == 2 and status["labels"] == {"cooking": 2, "sports": 0}
     assert workspace.training_due() is None
     assert [(i.name, i.examples) for i in workspace.labels()] == [("cooking", 2), ("sports", 0)]
     _, truth = leave_one_out(workspace.memory(), Vote())

@@ -23,6 +23,7 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
     than the local stage: ``llm``, its figures), else a serving SetFit version whose files
     are there, else retrieval.
     """
+    counts = corpus.label_counts()  # a declared label with no example yet shows 0
     serving = registry.serving()
     problem = None if serving is None else registry.problem(serving.version)
     local = "retrieval" if serving is None or problem else "setfit"
@@ -43,7 +44,7 @@ def status(corpus: Corpus, registry: Registry, values: Mapping[str, Any]) -> dic
     return {
         "path": str(corpus.path),
         "examples": corpus.count(),
-        "labels": corpus.label_counts(),
+        "labels": {name: counts.get(name, 0) for name in corpus.label_names()},
         "stage": stage,
         "threshold": int(values["min_per_label"]),
         "encoder": str(values["model"]),
