@@ -344,8 +344,14 @@ def time_ratios(cells: dict[tuple[str, int, str], list[dict[str, Any]]]) -> list
     return [*out, ""]
 
 
-def gate_counts(record: dict[str, Any]) -> tuple[int, int, int]:
-    """(candidate right, retrieval right, examples compared) from a fewshot record's gate."""
+def gate_counts(
+    record: dict[str, Any], against: str = "retrieval_held_out_accuracy"
+) -> tuple[int, int, int]:
+    """(candidate right, ``against`` right, examples compared) from a fewshot record's gate.
+
+    ``against``: the held-out figure compared with, retrieval's or (``baseline_accuracy``)
+    that of the stage that served.
+    """
     gate = record["gate"]
     if "cv_accuracy" in gate:  # the cross-validated gate (before commit 17828c8): every example
         total = record["n_train"]
@@ -357,7 +363,7 @@ def gate_counts(record: dict[str, Any]) -> tuple[int, int, int]:
     total = gate["compared_on"]
     return (
         round(gate["held_out_accuracy"] * total),
-        round(gate["retrieval_held_out_accuracy"] * total),
+        round(gate[against] * total),
         total,
     )
 
@@ -486,10 +492,7 @@ def final_rows(
            "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in final:
         d, n, seed = r["dataset"], r["n_per_label"], r["seed"]
-        gate = r.get("gate", {})
-        total = gate.get("compared_on", 0)
-        cand = round(gate.get("held_out_accuracy", 0.0) * total)
-        base = round(gate.get("baseline_accuracy", 0.0) * total)
+        cand, base, total = gate_counts(r, "baseline_accuracy")
         setfit, knn = (seed_figure(cells, d, n, m, seed) for m in ("setfit", "knn"))
         candidate = candidate_figure(r)
         shown = ["-" if v is None else f"{v:.1f}" for v in (candidate, setfit, knn)]
