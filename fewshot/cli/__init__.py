@@ -21,6 +21,7 @@ from fewshot.cli.base import (
     progress,
     render,
 )
+from fewshot.cli.bulk import bulk_options, classify_to_file
 from fewshot.cli.labels import COMMANDS as LABEL_COMMANDS
 from fewshot.cli.measure import eval_
 from fewshot.cli.render import closed_pipe, flushed
@@ -171,6 +172,7 @@ def import_(
     "--k", type=click.IntRange(min=1), default=None, help="Neighbours that vote (default 10)."
 )
 @llm_options
+@bulk_options
 @click.pass_context
 def classify(
     ctx: click.Context,
@@ -182,10 +184,28 @@ def classify(
     k: int | None,
     llm_url: str | None,
     llm_model: str | None,
+    output: str | None,
+    engine: str,
+    num_workers: int,
+    batch_size: int,
+    num_gpus: float,
 ) -> None:
-    """Classify TEXTS (or the texts of --input): label, confidence, stage, scores."""
+    """Classify TEXTS (or the texts of --input): label, confidence, stage, scores.
+
+    With --output FILE, the rows of --input are written there with the answers added
+    (Parquet, CSV or JSONL; --engine ray runs them on Ray Data).
+    """
     from fewshot.dataio import read_stdin, read_texts
 
+    if output:
+        if explain or fmt:
+            raise click.UsageError("--explain and --format print records; not with --output.")
+        options = {"engine": engine, "num_workers": num_workers, "batch_size": batch_size}
+        options |= {"num_gpus": num_gpus, "k": k, "llm": llm_settings(llm_url, llm_model)}
+        classify_to_file(ctx, texts, input_file, output, text_field, options)
+        return
+    if engine == "ray":
+        raise click.UsageError("--engine ray writes a table: give --output FILE.")
     items = list(texts)
     if input_file == "-":
         items += read_stdin(sys.stdin.buffer)

@@ -130,17 +130,18 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, read_only: bool = False) -> Store:
         """Open an existing database, checking that it is a fewshot workspace.
 
-        A database this process may not write is opened read-only (:attr:`read_only`): it
-        reads as it is, an older schema included, and every write is refused.
+        A database this process may not write, or any with ``read_only``, is opened
+        read-only (:attr:`read_only`): it reads as it is, an older schema included, and
+        every write is refused.
         """
         if not path.is_file():
             raise WorkspaceError(
                 f"{path}: no workspace database here; create one with `fewshot init`."
             )
-        read_only = not writable(path)
+        read_only = read_only or not writable(path)
         store = cls(path, connect(path, read_only), read_only)
         try:
             store._check()

@@ -72,11 +72,7 @@ def retrieve(
     Raises:
         WorkspaceError: If the workspace has no labeled example and no declared label yet.
     """
-    if corpus.count() == 0 and not corpus.declared():
-        raise WorkspaceError(
-            f"{corpus.path}: no labeled examples yet; add some with `fewshot add` or "
-            "`fewshot import`, or declare labels with `fewshot label-add NAME --description TEXT`."
-        )
+    require_answerable(corpus)
     memory = corpus.memory(progress)
     vote = Vote(k=k)
     if calibrate:
@@ -84,6 +80,15 @@ def retrieve(
     stage = RetrievalStage(memory, vote)
     vectors = corpus.encoder.encode(list(texts), progress=progress)
     return Retrieved(stage, vectors, stage.predict(texts, vectors, explain=explain))
+
+
+def require_answerable(corpus: Corpus) -> None:
+    """Raise unless the workspace has a labeled example or a declared label to answer with."""
+    if corpus.count() == 0 and not corpus.declared():
+        raise WorkspaceError(
+            f"{corpus.path}: no labeled examples yet; add some with `fewshot add` or "
+            "`fewshot import`, or declare labels with `fewshot label-add NAME --description TEXT`."
+        )
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ def _answer(
                 "stage is llm but no LLM URL is set; pass --llm-url, set FEWSHOT_LLM_URL or "
                 "`fewshot config llm_url URL` (or `fewshot config stage auto`)."
             )
-    version = _version(registry, stage)
+    version = answering_version(registry, stage)
     confidence = float(values["new_label_confidence"])
     served = serve(corpus, registry, cleaned, found.predictions, k, confidence, explain, version)
     if served is None and stage != "auto":
@@ -167,7 +172,7 @@ def _llm_serves(registry: Registry, stage: LLMStage, llm: LLMChoice) -> bool:
     return measured is None or bool(measured["serves"])
 
 
-def _version(registry: Registry, stage: str) -> int | None:
+def answering_version(registry: Registry, stage: str) -> int | None:
     """Return the SetFit version ``stage`` names (``setfit:v2``), the serving one, or None."""
     if stage.startswith("setfit:v") and stage[8:].isdigit():
         return int(stage[8:])
@@ -228,4 +233,14 @@ def prompt(
     return preview(found.stage.memory, found.vectors, found.predictions[0], values, llm, k)
 
 
-__all__ = ["Ask", "LLMChoice", "Retrieved", "classify", "prompt", "retrieve", "serve"]
+__all__ = [
+    "Ask",
+    "LLMChoice",
+    "Retrieved",
+    "answering_version",
+    "classify",
+    "prompt",
+    "require_answerable",
+    "retrieve",
+    "serve",
+]
