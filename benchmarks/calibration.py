@@ -43,6 +43,29 @@ def cell(cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int) -> 
     return out
 
 
+def rule_cell(
+    cache: EmbeddingCache, data: Path, dataset: str, n: int, seed: int
+) -> dict[str, object]:
+    """One support set's leave-one-out and raw test scores, for calibration_setfit's rules."""
+    from fewshot.stages.retrieval import Memory, RetrievalStage, Vote
+
+    texts, labels = read_split(data, dataset, "train")
+    test_texts, test_labels = read_split(data, dataset, "test")
+    support, support_labels = sample_support(texts, labels, n, seed)
+    memory = Memory.build(support, support_labels, cache.encode(support)[0])
+    held, truth, _ = memory.loo(Vote())
+    scores, _ = RetrievalStage(memory, Vote()).scores(cache.encode(test_texts)[0])
+    classes = list(memory.classes)
+    return {
+        "dataset": dataset, "n_per_label": n, "seed": seed, "usable": True,
+        "head_temperature": memory.temperature(Vote()), "status": "retrieval",
+        "held_proba": np.asarray(held).tolist(), "held_truth": np.asarray(truth).tolist(),
+        "test_raw": np.asarray(scores).tolist(),
+        "test_truth": [classes.index(g) if g in classes else -1 for g in test_labels],
+        "accuracy": float(np.mean(np.asarray(classes)[scores.argmax(axis=1)] == test_labels)),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(SETFIT_PAPER))
@@ -50,8 +73,25 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=HERE / "calibration.json")
+    parser.add_argument(
+        "--rules", type=Path, default=None, help="score calibration_setfit's rules; write here"
+    )
     args = parser.parse_args()
     cache = EmbeddingCache(DEFAULT_CACHE, "sentence-transformers/all-MiniLM-L6-v2")
+    if args.rules is not None:
+        from calibration_setfit import table
+
+        cells = [
+            rule_cell(cache, args.data_dir, dataset, int(n), int(seed))
+            for dataset in args.datasets.split(",")
+            for n in args.n.split(",")
+            for seed in args.seeds.split(",")
+        ]
+        result = table(cells)
+        args.rules.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        for key, values in result["means"].items():
+            print(key, *(f"  {v:.4f}  {name}" for name, v in values.items()), sep="\n")
+        return
     records = [
         cell(cache, args.data_dir, dataset, int(n), int(seed))
         for dataset in args.datasets.split(",")
