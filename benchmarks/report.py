@@ -671,6 +671,28 @@ def speed_section(path: Path) -> list[str]:
     return [*out, "", *(f"- {note}" for note in data.get("notes", [])), ""]
 
 
+def calibration_section(path: Path) -> list[str]:
+    """The SetFit head's temperature rules (benchmarks/calibration_setfit.py), if measured."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    keys = list(data["means"])
+    lines = ["## Calibration of a serving SetFit model", "",
+             "`benchmarks/calibration_setfit.py` "
+             "(`benchmarks/experiments/calibration_setfit.json`): each support set is trained "
+             "by the pipeline; the gate's held-out answers and the served head's raw test "
+             "scores are captured, and every rule picks a temperature "
+             "from the held-out answers alone (the answers never change). LODO: a rule's "
+             "constant is fitted on the other datasets' test sets only. Mean ECE (top label, 10 "
+             "bins) of the served answers:", "",
+             "| rule | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
+    for rule in data["rules"]:
+        lines.append(
+            f"| {rule} | " + " | ".join(f"{data['means'][k][rule]:.3f}" for k in keys) + " |"
+        )
+    return [*lines, ""]
+
+
 def open_set_section(path: Path) -> list[str]:
     """Issue 16's figures: the open-set benchmark, its SetFit check, the label priors."""
     if not path.exists():
@@ -765,6 +787,7 @@ def render(
     lines += ["fewshot's training time over plain setfit's, on the same support set, the same "
               "machine and in the same run:", "", *time_ratios(cells)]  # fmt: skip
     lines += ["## Speed", "", *speed_section(speed)]
+    lines += calibration_section(HERE / "experiments" / "calibration_setfit.json")
     lines += open_set_section(HERE / "open_set.json")
     levers = speed.parent / "training_levers.md"
     if levers.exists():  # the training recipe's levers against plain setfit (its own note)

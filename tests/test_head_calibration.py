@@ -1,9 +1,9 @@
 """The SetFit head's confidence is tempered by what the gate's held-out answers support.
 
 The temperature divides the head's logits: the answers never change, only how sure they
-sound. It is fitted on the first-phase candidate's answers to the held-out texts, shrunk
-towards 1 when those are few (:mod:`fewshot.calibration`), saved in ``head.json`` and
-checked when a model is loaded.
+sound. It is fitted on the first-phase candidate's answers to the held-out texts, pulled
+towards a SetFit head's usual temperature when those are few (:mod:`fewshot.calibration`),
+saved in ``head.json`` and checked when a model is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewshot.calibration import fit_temperature, shrunk
+from fewshot.calibration import (
+    GRID,
+    HEAD_PRIOR_TEMPERATURE,
+    fit_temperature,
+    fit_temperature_towards,
+    shrunk,
+)
 from fewshot.embed import resolve_model
 from fewshot.errors import WorkspaceError
 from fewshot.stages.finetune import fresh_body
@@ -44,6 +50,22 @@ def test_the_fitted_temperature_sharpens_an_under_confident_head() -> None:
     fitted = fit_temperature(proba, truth)
     assert fitted < 0.5
     assert fitted < shrunk(fitted, 100) < shrunk(fitted, 6) < 1.0
+
+
+def test_the_head_s_temperature_follows_many_answers_and_the_prior_for_few() -> None:
+    # A head right 90% of the time at a confidence of 0.9 is calibrated as it is (T = 1).
+    # With many such answers the fit says so; five answers (4 right) alone would flatten it
+    # (T > 1), but with the prior they land between it and that fit; with none, the prior.
+    proba = np.tile([0.9, 0.1], (500, 1))
+    truth = np.r_[np.zeros(450, dtype=np.int64), np.ones(50, dtype=np.int64)]
+    few = np.r_[0:4, 450]
+    assert fit_temperature_towards(proba, truth) == pytest.approx(1.0, rel=0.1)
+    alone = fit_temperature(proba[few], truth[few])
+    assert alone > 1.0
+    assert HEAD_PRIOR_TEMPERATURE < fit_temperature_towards(proba[few], truth[few]) < alone
+    assert fit_temperature_towards(proba[:0], truth[:0]) == HEAD_PRIOR_TEMPERATURE
+    # Many answers, all wrong, flatten the head, prior or not.
+    assert fit_temperature_towards(proba[:100], np.ones(100, dtype=np.int64)) > 1.0
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +109,9 @@ def test_a_training_tempers_its_head_by_the_gate_s_held_out_answers(tmp_path: Pa
         report = ws.train(force=True)
         fitted, n = report.metrics["head_temperature_fitted"]
         assert n == report.metrics["held_out"] == 8  # 2 of each label's 6 held out
-        assert fitted != 1.0
-        assert report.metrics["head_temperature"] == pytest.approx(shrunk(fitted, n))
+        # Fitted on those answers: a value of the grid, not the prior it starts from.
+        assert fitted == pytest.approx(GRID[np.argmin(np.abs(GRID - fitted))])
+        assert fitted != HEAD_PRIOR_TEMPERATURE
+        assert report.metrics["head_temperature"] == fitted
         model = ws.registry.load_model(report.version)
-        assert model.head.temperature == pytest.approx(shrunk(fitted, n))
+        assert model.head.temperature == pytest.approx(fitted)
