@@ -149,6 +149,7 @@ def table(cells: list[dict[str, Any]]) -> dict[str, Any]:
     from fewshot.calibration import (
         fit_temperature,
         fit_temperature_towards,
+        head_prior,
         rescale,
         shrunk,
     )
@@ -223,8 +224,11 @@ def table(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "match accuracy, +2 pseudo at 0.5 mean": lambda a: matched_temperature(
             a["hp"], a["ht"], 0.5 * (1 + 1 / a["hp"].shape[1]), 2.0
         ),
-        "shipped: MAP around HEAD_PRIOR_TEMPERATURE, weight 5 (in sample)": lambda a: (
-            fit_temperature_towards(a["hp"], a["ht"])
+        "MAP around 0.35 at any N, weight 5 (in sample)": lambda a: fit_temperature_towards(
+            a["hp"], a["ht"], 0.35
+        ),
+        "shipped: MAP around head_prior(N), weight 5 (in sample at N = 8)": lambda a: (
+            fit_temperature_towards(a["hp"], a["ht"], head_prior(a["n_per_label"]))
         ),
         "oracle (test ECE)": lambda a: a["oracle_t"],
     }

@@ -16,8 +16,8 @@ version on those it never saw (they are held out first), when there are at least
 **Calibration.** The first phase's candidate answers the held-out texts with probabilities
 the head gave them, before it saw them: the kept model's head is tempered by the temperature
 that fits those answers best, pulled towards a SetFit head's usual temperature when they are
-few (:func:`fewshot.calibration.fit_temperature_towards`; the head is under-confident
-otherwise). With no held-out answer, that usual temperature itself.
+few (:func:`fewshot.calibration.fit_temperature_towards` and ``head_prior``; the head is
+under-confident otherwise). With no held-out answer, that usual temperature itself.
 
 The gate never sees the workspace: it gets the examples, their stored vectors, the serving
 version and a way to load it. The decision is :func:`fewshot.policy.promote`: the candidate serves
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from fewshot import policy
-from fewshot.calibration import HEAD_PRIOR_TEMPERATURE, fit_temperature_towards
+from fewshot.calibration import fit_temperature_towards, head_prior
 from fewshot.metrics import pair_ranking
 from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, with_head
 from fewshot.stages.retrieval import Memory, RetrievalStage
@@ -147,7 +147,8 @@ def held_out_then_continue(
     by_retrieval = RetrievalStage(memory).predict([texts[i] for i in test], vectors[test])
     answers = by_retrieval  # a rest with fewer than two trained labels has no model to fit
     ranking = np.full(len(test), np.nan)
-    temperature = (HEAD_PRIOR_TEMPERATURE, 0)
+    per_label = sum(label in trained_labels for label in labels) / max(len(trained_labels), 1)
+    temperature = (head_prior(per_label), 0)
     torch.manual_seed(config.random_state)
     fit_rest = [i for i in split.fit if not split.held[i]]
     losses: list[float] = []
@@ -219,7 +220,8 @@ def _candidate_on(
     gold = [examples[i].label for i in test]
     own = [k for k, label in enumerate(gold) if label in head.classes]
     truth = np.asarray([head.classes.index(gold[k]) for k in own], dtype=np.int64)
-    temperature = (fit_temperature_towards(proba[own], truth), len(own))
+    per_label = (len(trained) + len(own)) / len(head.classes)
+    temperature = (fit_temperature_towards(proba[own], truth, head_prior(per_label)), len(own))
     return answers, pair_ranking(test_vectors, gold, rest_vectors, rest_labels), temperature
 
 
