@@ -119,19 +119,6 @@ def best_temperature(proba: np.ndarray, truth: np.ndarray, loss: Callable[..., f
     return float(GRID[int(np.argmin([loss(rescale(proba, t), truth) for t in GRID]))])
 
 
-def map_temperature(proba: np.ndarray, truth: np.ndarray, center: float, weight: float) -> float:
-    """Temperature of least NLL (summed) plus ``weight * (log T - log center)**2``."""
-    from fewshot.calibration import GRID, rescale
-
-    if len(truth) == 0:
-        return center
-    losses = [
-        nll(rescale(proba, t), truth) * len(truth) + weight * (np.log(t) - np.log(center)) ** 2
-        for t in GRID
-    ]
-    return float(GRID[int(np.argmin(losses))])
-
-
 def matched_temperature(
     proba: np.ndarray, truth: np.ndarray, prior: float, strength: float
 ) -> float:
@@ -205,17 +192,17 @@ def table(cells: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "NLL fit, unshrunk": lambda a: fit_temperature(a["hp"], a["ht"]),
         "prior T (LODO) alone": prior_for,
-        "MAP around prior T (LODO), weight 5": lambda a: map_temperature(
+        "MAP around prior T (LODO), weight 5": lambda a: fit_temperature_towards(
             a["hp"], a["ht"], prior_for(a), 5.0
         ),
-        "MAP around prior T (LODO), weight 20": lambda a: map_temperature(
+        "MAP around prior T (LODO), weight 20": lambda a: fit_temperature_towards(
             a["hp"], a["ht"], prior_for(a), 20.0
         ),
-        "MAP around prior T (LODO), weight 2": lambda a: map_temperature(
+        "MAP around prior T (LODO), weight 2": lambda a: fit_temperature_towards(
             a["hp"], a["ht"], prior_for(a), 2.0
         ),
         "prior T by labels (LODO) alone": labels_prior_for,
-        "MAP around prior T by labels (LODO), weight 5": lambda a: map_temperature(
+        "MAP around prior T by labels (LODO), weight 5": lambda a: fit_temperature_towards(
             a["hp"], a["ht"], labels_prior_for(a), 5.0
         ),
         "match accuracy, +2 pseudo at 1/labels": lambda a: matched_temperature(

@@ -47,11 +47,7 @@ def fit_temperature(proba: np.ndarray, truth: np.ndarray) -> float:
         proba: (n, classes) scores, rows summing to 1.
         truth: (n,) the column of each row's true label.
     """
-    if len(truth) == 0:
-        return 1.0
-    rows = np.arange(len(truth))
-    losses = [-np.log(np.clip(rescale(proba, t)[rows, truth], 1e-12, None)).mean() for t in GRID]
-    return float(GRID[int(np.argmin(losses))])
+    return fit_temperature_towards(proba, truth, center=1.0, weight=0.0)
 
 
 def head_prior(per_label: float) -> float:
