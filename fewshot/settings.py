@@ -139,6 +139,12 @@ SETTINGS: dict[str, Setting] = {
     "retrain_growth": _s(
         "setfit", _number(1e-9, 1e6), 0.5, "growth of the labeled set that retrains"
     ),
+    "train_label_names": _s(
+        "setfit",
+        _choice(("on", "off")),
+        "on",
+        "train on each label's name (or name: description) as one more example (on)",
+    ),
     "gate_folds": _s(
         "setfit", _int(2), 3, "the gate holds out one in this many examples per label"
     ),

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fewshot.classifier import FewShotClassifier
 from fewshot.cli import cli
 from fewshot.errors import ConflictError, DataError
-from fewshot.stages.priors import prior_text
+from fewshot.stages.priors import name_examples, prior_text
 from fewshot.stages.retrieval import Vote, leave_one_out
 from fewshot.storage.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 from fewshot.workspace import Workspace
@@ -222,3 +222,14 @@ def test_the_classifier_takes_label_descriptions() -> None:
     assert list(swapped.fit([], []).predict(list(TEXTS))) == [flipped[v] for v in TEXTS.values()]
     with pytest.raises(DataError, match="at least one labeled example"):
         FewShotClassifier().fit([], [])
+
+
+def test_label_names_become_training_texts_unless_they_say_nothing() -> None:
+    labels = ["card_arrival", "label_3", "7", "cat", "sports", "LABEL_0"]
+    described = {"sports": SPORTS, "7": "refunds and chargebacks"}
+    assert name_examples(labels, described) == [
+        ("card arrival", "card_arrival"),
+        ("7: refunds and chargebacks", "7"),  # a code, but its description says something
+        ("cat", "cat"),  # a word, not a code
+        (prior_text("sports", SPORTS), "sports"),
+    ]

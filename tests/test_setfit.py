@@ -153,6 +153,9 @@ def test_crossing_the_threshold_trains_and_records_a_version(
     # gate_folds 2: half of each label's examples, login's 7 (answered by retrieval) too
     assert row["metrics"]["held_out"] == 4 + 4 + 4
     assert row["metrics"]["baseline"] == "retrieval"
+    # train_label_names on (the default): "billing" and "shipping" were one more text each,
+    # outside the held-out figures (12 above) and the step budget
+    assert row["metrics"]["label_names_trained"] == 2
     assert (trained["root"] / "ws" / "models" / "1" / "body" / "model.safetensors").is_file()
     assert ws.training_due() is None  # the same data does not retrain
 

@@ -15,13 +15,18 @@ one more member of its label:
 
 A label with no example is answered from its prior alone. The prior is never a labeled
 example: it is not counted, never scored by the leave-one-out that sets the calibration and
-the abstention threshold (it votes there as it votes for a new text), never trained on and
-never exported as an example. Measured in ``benchmarks/label_priors.py``.
+the abstention threshold (it votes there as it votes for a new text) and never exported as
+an example. Measured in ``benchmarks/label_priors.py``.
+
+Training (setting ``train_label_names``, on by default) takes each trained label's name, or
+``name: description``, as one more text of its label (:func:`name_examples`), never held out
+and never scored; a name that is a code (``label_3``) with no description gives none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +40,29 @@ DESCRIPTION = "description"
 def prior_text(name: str, description: str | None = None) -> str:
     """Return the text of a label's prior: ``name``, or ``"name: description"``."""
     return f"{name}: {description}" if description else name
+
+
+_CODE = re.compile(r"^[\W\d_]*$|^(?:label|class|category|intent|id)[\W_]*\d+$", re.IGNORECASE)
+"""A label name that says nothing about its texts: no letter, or ``label_3``, ``class-2``."""
+
+
+def name_examples(
+    labels: Sequence[str], descriptions: Mapping[str, str | None]
+) -> list[tuple[str, str]]:
+    """Return each label's name as one more training text: ``(text, label)``.
+
+    The text is the label's prior (:func:`prior_text`: the name, or
+    ``name: description`` when it was declared with one), with underscores read as spaces
+    (``card_arrival``: ``card arrival``). A name that says nothing (no letter, or a code
+    such as ``label_3``; see ``_CODE``) and has no description gives no text.
+    """
+    out = []
+    for label in labels:
+        description = descriptions.get(label)
+        if description is None and _CODE.match(label):
+            continue
+        out.append((prior_text(label.replace("_", " ").strip(), description), label))
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,4 +125,4 @@ def merge(
     ]
 
 
-__all__ = ["DESCRIPTION", "Priors", "merge", "prior_text"]
+__all__ = ["DESCRIPTION", "Priors", "merge", "name_examples", "prior_text"]

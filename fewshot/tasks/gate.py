@@ -38,10 +38,47 @@ from fewshot import policy
 from fewshot.calibration import fit_temperature_towards, head_prior
 from fewshot.metrics import pair_ranking
 from fewshot.stages.finetune import Run, SetFitConfig, fine_tune, with_head
+from fewshot.stages.priors import name_examples
 from fewshot.stages.retrieval import Memory, RetrievalStage
 from fewshot.stages.setfit import Head, SetFitModel, encode_body
+from fewshot.storage.labels import DeclaredLabel
 from fewshot.storage.registry import ModelVersion
 from fewshot.values import Example, GateFigures, Prediction
+
+
+@dataclass(frozen=True)
+class Learned:
+    """The labels a model learns, and the texts their names give.
+
+    ``names`` are ``(text, label)`` from :func:`fewshot.stages.priors.name_examples`.
+
+    The name texts are trained on in both phases and in both heads beside the examples;
+    they are never held out, never scored, and outside the step budget.
+    """
+
+    labels: list[str]
+    names: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, labels: list[str], declared: Sequence[DeclaredLabel] | None) -> Learned:
+        """Return ``labels`` with their names' texts; none when ``declared`` is None.
+
+        ``declared`` (the workspace's declared labels) gives the descriptions.
+        """
+        if declared is None:
+            return cls(labels)
+        described = {d.name: d.description for d in declared}
+        return cls(labels, tuple(name_examples(labels, described)))
+
+    @property
+    def name_texts(self) -> list[str]:
+        """The names' texts, in label order."""
+        return [text for text, _ in self.names]
+
+    @property
+    def name_labels(self) -> list[str]:
+        """The label of each name's text."""
+        return [label for _, label in self.names]
 
 
 def held_out_part(
@@ -112,7 +149,7 @@ def held_out_then_continue(
     body: Any,
     examples: list[Example],
     vectors: np.ndarray,
-    trained_labels: list[str],
+    learned: Learned,
     unseen: set[int],
     folds: int,
     confidence: float,
@@ -128,7 +165,7 @@ def held_out_then_continue(
         body: A fresh, trainable encoder; it is trained in place and becomes the model's.
         examples: Every labeled example.
         vectors: The packaged encoder's vectors of ``examples`` (retrieval's view).
-        trained_labels: The labels the model learns.
+        learned: The labels the model learns, with their names' texts.
         unseen: Ids of the examples the serving model never saw (held out first).
         folds: One in ``folds`` of each label's examples is held out.
         confidence: ``new_label_confidence`` of the serving rule.
@@ -138,7 +175,7 @@ def held_out_then_continue(
 
     texts = [e.text for e in examples]
     labels = [e.label for e in examples]
-    config = run.config
+    config, trained_labels = run.config, learned.labels
     split = Split.make(labels, trained_labels, [e.id in unseen for e in examples], folds, config)
     test, rest = np.flatnonzero(split.held), np.flatnonzero(~split.held)
     rest_labels = [labels[i] for i in rest]
@@ -153,12 +190,18 @@ def held_out_then_continue(
     fit_rest = [i for i in split.fit if not split.held[i]]
     losses: list[float] = []
     if split.first > 0:
-        rest_texts, rest_fit_labels = [texts[i] for i in fit_rest], [labels[i] for i in fit_rest]
+        rest_texts, rest_fit_labels = (
+            [texts[i] for i in fit_rest] + learned.name_texts,
+            [labels[i] for i in fit_rest] + learned.name_labels,
+        )
         fine_tune(body, rest_texts, rest_fit_labels, run, split.first, losses=losses)
         answers, ranking, temperature = _candidate_on(
-            body, examples, rest, test, trained_labels, by_retrieval, confidence, config
+            body, examples, rest, test, learned, by_retrieval, confidence, config
         )
-    fit_texts, fit_labels = [texts[i] for i in split.fit], [labels[i] for i in split.fit]
+    fit_texts, fit_labels = (
+        [texts[i] for i in split.fit] + learned.name_texts,
+        [labels[i] for i in split.fit] + learned.name_labels,
+    )
     position = {i: k for k, i in enumerate(split.fit)}
     anchors = [position[i] for i in split.fit if split.held[i]] if split.first > 0 else None
     fine_tune(body, fit_texts, fit_labels, run, split.second, anchors, losses)
@@ -193,7 +236,7 @@ def _candidate_on(
     examples: list[Example],
     rest: np.ndarray,
     test: np.ndarray,
-    trained_labels: list[str],
+    learned: Learned,
     retrieval: list[Prediction],
     confidence: float,
     config: SetFitConfig,
@@ -202,8 +245,9 @@ def _candidate_on(
 
     A head is fitted on the rest's examples of the trained labels under ``body``; the
     serving rule answers the held-out texts (``retrieval`` covering the labels the model
-    never saw), and :func:`fewshot.metrics.pair_ranking` grades each held-out example
-    against the rest under ``body``.
+    never saw); the head also learns the names' texts of ``learned``, as the kept one does;
+    :func:`fewshot.metrics.pair_ranking` grades each held-out example against the rest
+    under ``body``.
 
     Returns:
         The answers and the rankings, in ``test`` order, and the head's temperature fitted
@@ -212,8 +256,12 @@ def _candidate_on(
     rest_vectors = encode_body(body, [examples[i].text for i in rest])
     test_vectors = encode_body(body, [examples[i].text for i in test])
     rest_labels = [examples[i].label for i in rest]
-    trained = [k for k, label in enumerate(rest_labels) if label in trained_labels]
-    head = Head.fit(rest_vectors[trained], [rest_labels[k] for k in trained], config.random_state)
+    trained = [k for k, label in enumerate(rest_labels) if label in learned.labels]
+    head_vectors, head_labels = rest_vectors[trained], [rest_labels[k] for k in trained]
+    if learned.names:
+        head_vectors = np.vstack([head_vectors, encode_body(body, learned.name_texts)])
+        head_labels += learned.name_labels
+    head = Head.fit(head_vectors, head_labels, config.random_state)
     texts = [examples[i].text for i in test]
     proba = head.predict_proba(test_vectors)
     answers = policy.answer(head.classes, proba, texts, retrieval, confidence)
@@ -341,6 +389,7 @@ def verdict(
 
 __all__ = [
     "Gate",
+    "Learned",
     "Split",
     "held_out_part",
     "held_out_then_continue",

@@ -197,11 +197,13 @@ def _train(
     unseen = gate.unseen_by_serving(serving, examples, trained_labels)
     folds = int(values["gate_folds"])
     vectors = corpus.vectors(examples)
+    named = values["train_label_names"] == "on"
+    learned = gate.Learned.of(trained_labels, corpus.declared() if named else None)
     model, measured = gate.held_out_then_continue(
         fresh_body(resolve_model(corpus.encoder.model)),
         examples,
         vectors,
-        trained_labels,
+        learned,
         unseen,
         folds,
         float(values["new_label_confidence"]),
@@ -247,6 +249,7 @@ def _train(
         "loss_first": measured.losses[0] if measured.losses else None,
         "loss_last": measured.losses[-1] if measured.losses else None,
         **_recipe(run.config, folds, measured.steps),
+        "label_names_trained": len(learned.names),
         "train_seconds": round(time.perf_counter() - start, 3),
         "max_example_id": max(e.id for e in examples),
         "reason": reason,
