@@ -300,6 +300,27 @@ def test_the_gate_trains_no_model_of_its_own_the_kept_one_continues_its_training
     assert sum(steps.max_steps) == report.metrics["steps"] == 5
 
 
+def test_each_phase_trains_on_the_label_names_and_off_trains_without(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fewshot.tasks.gate as gate_module
+
+    seen: list[list[str]] = []
+    real = gate_module.fine_tune
+
+    def recording(body: Any, texts: Any, labels: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append([t for t, label in zip(texts, labels) if t == label])
+        real(body, texts, labels, *args, **kwargs)
+
+    monkeypatch.setattr(gate_module, "fine_tune", recording)
+    ws.train(force=True)
+    assert seen == [["billing", "shipping"]] * 2  # both phases, each name under its label
+    seen.clear()
+    ws.config("train_label_names", "off")
+    ws.train(force=True)
+    assert seen == [[], []]
+
+
 def test_the_objective_is_recorded_and_the_pair_objective_stays_selectable(
     tmp_path: Path,
 ) -> None:
